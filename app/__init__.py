@@ -1,0 +1,1 @@
+"""Hejie 和解: online mediation for overdue consumer debt."""

@@ -1,0 +1,229 @@
+"""Step 1: applying for mediation, reading cases, withdrawing. Who may see which case lives here."""
+
+import secrets
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, false, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import security
+from app.cases.models import Case
+from app.cases.schemas import (
+    CaseCreate,
+    CaseRead,
+    ConsentRead,
+    DebtRead,
+    IdentityCheckRead,
+)
+from app.cases.states import Status, can_transition, transition
+from app.cases.timeline import record_event
+from app.config import Settings
+from app.db import utcnow
+from app.errors import Conflict, Invalid, NotFound
+from app.loans import service as loans
+from app.orgs import service as orgs
+from app.users.models import Role, User
+from app.validation import mask_id_number
+
+CONSENT_VERSION = "2026-11"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+UPLOAD_STATUSES = frozenset(
+    {Status.SUBMITTED, Status.INFO_REQUESTED, Status.ACCEPTED, Status.SCHEDULED}
+)
+REVIEW_STATUSES = frozenset({Status.SUBMITTED, Status.INFO_REQUESTED})
+_CASE_NO_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
+
+
+def new_case_no(now: datetime) -> str:
+    suffix = "".join(secrets.choice(_CASE_NO_ALPHABET) for _ in range(8))
+    return f"HJ{now.astimezone(SHANGHAI):%Y%m%d}-{suffix}"
+
+
+def visible_to(user: User) -> ColumnElement[bool]:
+    """The one rule of which cases a caller may see: own case, own bank, own institution."""
+    if user.role == Role.BORROWER:
+        return Case.borrower_id == user.id
+    if user.role == Role.BANK_STAFF and user.bank_id:
+        return Case.bank_id == user.bank_id
+    if user.role == Role.MEDIATOR and user.institution_id:
+        return Case.institution_id == user.institution_id
+    return false()
+
+
+async def get_visible(session: AsyncSession, *, user: User, case_id: str) -> Case | None:
+    return await session.scalar(select(Case).where(Case.id == case_id, visible_to(user)))
+
+
+async def list_visible(
+    session: AsyncSession,
+    *,
+    user: User,
+    status: Status | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[Case], str | None]:
+    """Newest first; the cursor is the id of the last case of the previous page."""
+    query = select(Case).where(visible_to(user)).order_by(Case.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(Case.status == status)
+    if cursor:
+        query = query.where(Case.id < cursor)
+    cases = list(await session.scalars(query))
+    next_cursor = cases[limit - 1].id if len(cases) > limit else None
+    return cases[:limit], next_cursor
+
+
+async def create(
+    session: AsyncSession, settings: Settings, *, borrower: User, data: CaseCreate
+) -> Case:
+    bank = await orgs.get_bank_by_code(session, code=data.bank_code)
+    if bank is None:
+        raise Invalid(f"No bank with code {data.bank_code}", code="unknown_bank")
+    institution = await orgs.mediating_institution(session, bank=bank)
+    id_hash = security.keyed_hash(settings.secret_key, "id-number", data.id_number)
+    account = await loans.find_for_borrower(
+        session, bank_id=bank.id, id_number_hash=id_hash, account_ref=data.account_ref
+    )
+    account_ref = data.account_ref or (account.account_ref if account else None)
+    open_key = f"{borrower.id}:{bank.id}:{account_ref or ''}"
+    if await session.scalar(select(Case.id).where(Case.open_account_key == open_key)):
+        raise Conflict(
+            "You already have an open application for this account with this bank",
+            code="duplicate_open_case",
+        )
+    now = utcnow()
+    case = Case(
+        case_no=new_case_no(now),
+        status=Status.SUBMITTED,
+        borrower_id=borrower.id,
+        bank=bank,
+        institution=institution,
+        loan_account_id=account.id if account else None,
+        account_ref=account_ref,
+        open_account_key=open_key,
+        full_name=data.full_name,
+        id_number_encrypted=security.encrypt_field(settings.secret_key, data.id_number),
+        id_number_hash=id_hash,
+        id_number_masked=mask_id_number(data.id_number),
+        hardship_reason=data.hardship_reason,
+        hardship_detail=data.hardship_detail,
+        monthly_income_fen=data.monthly_income_fen,
+        monthly_expenses_fen=data.monthly_expenses_fen,
+        claimed_debt_fen=data.claimed_debt_fen,
+        contact_window=data.contact_window,
+        consent_version=CONSENT_VERSION,
+        consent_personal_at=now,
+        consent_sensitive_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(case)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Two submissions raced past the check above; the unique key let only one through.
+        raise Conflict(
+            "You already have an open application for this account with this bank",
+            code="duplicate_open_case",
+        ) from None
+    await record_event(session, case, actor=borrower, kind="submitted", to_status=Status.SUBMITTED)
+    return case
+
+
+async def withdraw(session: AsyncSession, *, case: Case, actor: User, reason: str | None) -> Case:
+    await transition(session, case, Status.WITHDRAWN, actor=actor, kind="withdrawn", note=reason)
+    return case
+
+
+def reveal_id_number(settings: Settings, case: Case) -> str:
+    """The full ID number, for the mediator's identity check only."""
+    return security.decrypt_field(settings.secret_key, case.id_number_encrypted)
+
+
+def available_actions(case: Case, user: User) -> list[str]:
+    """What this caller can do to this case now; the portals and API clients show only these."""
+    status = Status(case.status)
+    actions: list[str] = []
+    if user.role == Role.BORROWER:
+        if status in UPLOAD_STATUSES:
+            actions.append("upload_document")
+        if status == Status.INFO_REQUESTED:
+            actions.append("resubmit")
+        if can_transition(status, Status.WITHDRAWN):
+            actions.append("withdraw")
+    elif user.role == Role.BANK_STAFF:
+        if status in REVIEW_STATUSES:
+            actions.append("confirm_debt")
+    elif user.role == Role.MEDIATOR:
+        if status in UPLOAD_STATUSES:
+            actions.append("upload_document")
+        if status in REVIEW_STATUSES:
+            actions.append("identity_check")
+        if status == Status.SUBMITTED:
+            if case.debt_confirmed_at is not None and case.identity_verified:
+                actions.append("accept")
+            actions += ["reject", "request_info"]
+        elif status == Status.INFO_REQUESTED:
+            actions.append("reject")
+    return actions
+
+
+def to_read(case: Case, user: User) -> CaseRead:
+    debt = None
+    if case.debt_confirmed_at is not None:
+        debt = DebtRead(
+            principal_fen=case.principal_fen or 0,
+            interest_fen=case.interest_fen or 0,
+            fees_fen=case.fees_fen or 0,
+            total_fen=case.debt_total_fen or 0,
+            days_overdue=case.days_overdue or 0,
+            tier=case.overdue_tier or "",
+            confirmed_at=case.debt_confirmed_at,
+        )
+    identity = None
+    if case.identity_checked_at is not None:
+        identity = IdentityCheckRead(
+            verified=bool(case.identity_verified),
+            note=case.identity_note,
+            checked_at=case.identity_checked_at,
+        )
+    return CaseRead(
+        id=case.id,
+        case_no=case.case_no,
+        status=case.status,
+        bank_code=case.bank.code,
+        bank_name=case.bank.name,
+        institution_code=case.institution.code,
+        institution_name=case.institution.name,
+        account_ref=case.account_ref,
+        loan_account_linked=case.loan_account_id is not None,
+        full_name=case.full_name,
+        id_number_masked=case.id_number_masked,
+        hardship_reason=case.hardship_reason,
+        hardship_detail=case.hardship_detail,
+        monthly_income_fen=case.monthly_income_fen,
+        monthly_expenses_fen=case.monthly_expenses_fen,
+        disposable_income_fen=case.monthly_income_fen - case.monthly_expenses_fen,
+        claimed_debt_fen=case.claimed_debt_fen,
+        contact_window=case.contact_window,
+        consent=ConsentRead(
+            version=case.consent_version,
+            personal_info_at=case.consent_personal_at,
+            sensitive_info_at=case.consent_sensitive_at,
+        ),
+        debt=debt,
+        identity_check=identity,
+        decision_reason=case.decision_reason,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        available_actions=available_actions(case, user),
+    )
+
+
+async def get_or_404(session: AsyncSession, *, user: User, case_id: str) -> Case:
+    case = await get_visible(session, user=user, case_id=case_id)
+    if case is None:
+        raise NotFound("No such case", code="case_not_found")
+    return case

@@ -1,0 +1,78 @@
+"""The case state machine: one table of allowed transitions, one function that moves a case.
+
+Nothing else assigns `Case.status`.
+"""
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Conflict
+
+if TYPE_CHECKING:
+    from app.cases.models import Case, CaseEvent
+    from app.users.models import User
+
+
+class Status(StrEnum):
+    SUBMITTED = "submitted"
+    INFO_REQUESTED = "info_requested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    SCHEDULED = "scheduled"
+    IN_SESSION = "in_session"
+    SIGNING = "signing"
+    FILED = "filed"
+    FAILED = "failed"
+    WITHDRAWN = "withdrawn"
+    NO_SHOW = "no_show"
+
+
+S = Status
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.SUBMITTED: frozenset({S.INFO_REQUESTED, S.ACCEPTED, S.REJECTED, S.WITHDRAWN}),
+    S.INFO_REQUESTED: frozenset({S.SUBMITTED, S.REJECTED, S.WITHDRAWN}),
+    S.ACCEPTED: frozenset({S.SCHEDULED, S.WITHDRAWN}),
+    S.SCHEDULED: frozenset({S.ACCEPTED, S.IN_SESSION, S.NO_SHOW, S.WITHDRAWN}),
+    S.NO_SHOW: frozenset({S.SCHEDULED, S.FAILED, S.WITHDRAWN}),
+    S.IN_SESSION: frozenset({S.SIGNING, S.FAILED, S.WITHDRAWN}),
+    S.SIGNING: frozenset({S.FILED, S.IN_SESSION, S.FAILED, S.WITHDRAWN}),
+    S.FILED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.FAILED: frozenset(),
+    S.WITHDRAWN: frozenset(),
+}
+
+# A case in one of these no longer blocks a new application for the same account.
+CLOSED = frozenset({S.REJECTED, S.FAILED, S.WITHDRAWN})
+
+
+def can_transition(current: str, target: Status) -> bool:
+    return target in TRANSITIONS[Status(current)]
+
+
+async def transition(
+    session: AsyncSession,
+    case: "Case",
+    target: Status,
+    *,
+    actor: "User | None",
+    kind: str,
+    note: str | None = None,
+) -> "CaseEvent":
+    """Move the case to `target` and write the timeline entry, or refuse with 409."""
+    from app.cases.timeline import record_event
+
+    current = Status(case.status)
+    if not can_transition(current, target):
+        raise Conflict(
+            f"A case in status '{current}' cannot move to '{target}'",
+            code="illegal_transition",
+        )
+    case.status = target
+    if target in CLOSED:
+        case.open_account_key = None
+    return await record_event(
+        session, case, actor=actor, kind=kind, note=note, from_status=current, to_status=target
+    )

@@ -1,0 +1,249 @@
+"""The `hejie` command for operators: serve, migrate, demo data, accounts, outbox."""
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import get_settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import AppError
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return config
+
+
+def db_upgrade(revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(), revision)
+
+
+def db_check() -> None:
+    from alembic import command
+
+    command.check(_alembic_config())
+
+
+async def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one unit of work in one transaction, like a request does."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    return asyncio.run(_in_session(work))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    if args.action == "upgrade":
+        db_upgrade()
+        print("database is at the latest revision")
+    elif args.action == "check":
+        db_check()
+        print("models and migrations agree")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from app import demo
+
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> list[demo.StaffLogin] | None:
+        if args.if_empty and await demo.has_other_data(session):
+            return None
+        return await demo.load(session, settings)
+
+    logins = _run(work)
+    if logins is None:
+        print("The database already holds other data; demo data was not loaded.")
+        return
+    print(demo.describe(logins, settings))
+
+
+def cmd_banks(args: argparse.Namespace) -> None:
+    from app.orgs import service
+
+    bank = _run(
+        lambda s: service.create_bank(
+            s, code=args.code, name=args.name, institution_code=args.institution
+        )
+    )
+    print(json.dumps({"id": bank.id, "code": bank.code, "name": bank.name}, ensure_ascii=False))
+
+
+def cmd_institutions(args: argparse.Namespace) -> None:
+    from app.orgs import service
+
+    inst = _run(lambda s: service.create_institution(s, code=args.code, name=args.name))
+    print(json.dumps({"id": inst.id, "code": inst.code, "name": inst.name}, ensure_ascii=False))
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    from app import security
+    from app.users import service
+    from app.users.models import Role
+
+    if args.action == "create":
+        password = args.password
+        if password == "-":  # noqa: S105 - "-" means read it from stdin
+            password = sys.stdin.readline().rstrip("\n")
+        elif password is None:
+            password = getpass.getpass("Password: ")
+        user, secret = _run(
+            lambda s: service.create_staff(
+                s,
+                role=Role(args.role),
+                username=args.username,
+                password=password,
+                display_name=args.display_name,
+                bank_code=args.bank,
+                institution_code=args.institution,
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "id": user.id,
+                    "role": user.role,
+                    "username": user.username,
+                    "totp_secret": secret,
+                    "totp_uri": security.totp_uri(secret, username=user.username or ""),
+                },
+                ensure_ascii=False,
+            )
+        )
+    elif args.action == "totp":
+        settings = get_settings()
+        if not settings.is_dev:
+            raise SystemExit("error: `hejie users totp` is for development only (HEJIE_ENV=dev)")
+        found = _run(lambda s: service.get_by_username(s, username=args.username))
+        if found is None or not found.totp_secret:
+            raise SystemExit(f"error: no staff user {args.username}")
+        print(security.current_totp(found.totp_secret))
+
+
+def cmd_outbox(args: argparse.Namespace) -> None:
+    from app.notifications import service
+
+    messages = _run(lambda s: service.recent(s, to=args.to, last=args.last))
+    for m in messages:
+        print(
+            json.dumps(
+                {
+                    "to": m.to_address,
+                    "channel": m.channel,
+                    "kind": m.kind,
+                    "body": m.body,
+                    "status": m.status,
+                    "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+                },
+                ensure_ascii=False,
+            )
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hejie", description="Hejie 和解 operations")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web application")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "check"])
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo", help="load demo data (idempotent) and print the logins")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="skip when the database holds non-demo data"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    banks = sub.add_parser("banks", help="manage banks")
+    banks_sub = banks.add_subparsers(dest="action", required=True)
+    bank_create = banks_sub.add_parser("create")
+    bank_create.add_argument("--code", required=True)
+    bank_create.add_argument("--name", required=True)
+    bank_create.add_argument("--institution", help="code of the institution mediating its cases")
+    bank_create.set_defaults(func=cmd_banks)
+
+    inst = sub.add_parser("institutions", help="manage mediation institutions")
+    inst_sub = inst.add_subparsers(dest="action", required=True)
+    inst_create = inst_sub.add_parser("create")
+    inst_create.add_argument("--code", required=True)
+    inst_create.add_argument("--name", required=True)
+    inst_create.set_defaults(func=cmd_institutions)
+
+    users = sub.add_parser("users", help="manage staff accounts")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    create = users_sub.add_parser("create", help="create a staff account; prints its TOTP secret")
+    create.add_argument("--role", required=True, choices=["mediator", "bank_staff", "admin"])
+    create.add_argument("--username", required=True)
+    create.add_argument("--password", help="the password, or - to read it from stdin")
+    create.add_argument("--display-name")
+    create.add_argument("--bank", help="bank code (bank_staff)")
+    create.add_argument("--institution", help="institution code (mediator)")
+    create.set_defaults(func=cmd_users)
+    totp = users_sub.add_parser("totp", help="print a staff user's current TOTP code (dev only)")
+    totp.add_argument("username")
+    totp.set_defaults(func=cmd_users)
+
+    outbox = sub.add_parser("outbox", help="show what was sent (SMS, email)")
+    outbox.add_argument("--to", help="only messages to this address or phone")
+    outbox.add_argument("--last", type=int, default=20, help="how many (default 20)")
+    outbox.set_defaults(func=cmd_outbox)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AppError as exc:
+        print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+        raise SystemExit(1) from None
+    except ValueError as exc:  # settings refused (e.g. no secret in prod)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Demo data for `make run`: two banks, one institution, staff, and three borrowers in debt.
+
+Idempotent: running it again changes nothing and prints the same logins.
+"""
+
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import security
+from app.cases import documents
+from app.cases import service as cases
+from app.cases.models import Case
+from app.cases.schemas import CaseCreate, DocumentKind
+from app.config import Settings
+from app.loans.models import LoanAccount
+from app.orgs import service as orgs
+from app.users import service as users
+from app.users.models import Role, User
+from app.validation import id_check_char, mask_id_number, mask_phone
+
+INSTITUTION = ("HJTJ", "和解在线调解中心")
+BANKS = (("DEMO", "示范银行"), ("EAST", "东方示范银行"))
+STAFF = (
+    # username, password, role, display name, bank, institution
+    ("mediator", "Tiaojie-Demo-2026", Role.MEDIATOR, "李调解员", None, "HJTJ"),
+    ("bank.demo", "Shifan-Yinhang-2026", Role.BANK_STAFF, "王专员（示范银行）", "DEMO", None),
+    ("bank.east", "Dongfang-Yinhang-2026", Role.BANK_STAFF, "赵专员（东方示范银行）", "EAST", None),
+)
+
+
+@dataclass(frozen=True)
+class DemoBorrower:
+    phone: str
+    name: str
+    id_first17: str
+    bank: str
+    account_ref: str
+    product: str
+    principal_fen: int
+    interest_fen: int
+    fees_fen: int
+    days_overdue: int
+
+    @property
+    def id_number(self) -> str:
+        return self.id_first17 + id_check_char(self.id_first17)
+
+
+BORROWERS = (
+    DemoBorrower(
+        "13800000001",
+        "张伟",
+        "11010519900307123",
+        "DEMO",
+        "DEMO-CC-0001",
+        "credit_card",
+        2_350_000,
+        186_000,
+        12_000,
+        21,
+    ),
+    DemoBorrower(
+        "13800000002",
+        "李娜",
+        "31010419880915234",
+        "DEMO",
+        "DEMO-CL-0002",
+        "consumer_loan",
+        8_800_000,
+        920_000,
+        45_000,
+        64,
+    ),
+    DemoBorrower(
+        "13800000003",
+        "王芳",
+        "44030519851122345",
+        "EAST",
+        "EAST-OL-0003",
+        "online_loan",
+        1_560_000,
+        410_000,
+        80_000,
+        152,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class StaffLogin:
+    username: str
+    password: str
+    role: str
+    display_name: str
+    totp_secret: str
+
+
+def tiny_png() -> bytes:
+    """A valid 1×1 PNG, standing in for a scanned ID card in the demo."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xcc\xdd\xee")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+async def has_other_data(session: AsyncSession) -> bool:
+    """True when the database holds banks but not the demo's: an operator's real data."""
+    from sqlalchemy import func
+
+    from app.orgs.models import Bank
+
+    banks = await session.scalar(select(func.count()).select_from(Bank)) or 0
+    return banks > 0 and await orgs.get_bank_by_code(session, code=BANKS[0][0]) is None
+
+
+async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
+    if await orgs.get_institution_by_code(session, code=INSTITUTION[0]) is None:
+        await orgs.create_institution(session, code=INSTITUTION[0], name=INSTITUTION[1])
+    for code, name in BANKS:
+        if await orgs.get_bank_by_code(session, code=code) is None:
+            await orgs.create_bank(session, code=code, name=name, institution_code=INSTITUTION[0])
+
+    logins = []
+    for username, password, role, display, bank, institution in STAFF:
+        user = await users.get_by_username(session, username=username)
+        if user is None:
+            user, _ = await users.create_staff(
+                session,
+                role=role,
+                username=username,
+                password=password,
+                display_name=display,
+                bank_code=bank,
+                institution_code=institution,
+            )
+        logins.append(StaffLogin(username, password, role, display, user.totp_secret or ""))
+
+    for b in BORROWERS:
+        await _borrower(session, settings, b)
+    await _sample_case(session, settings, BORROWERS[1])
+    return logins
+
+
+async def _borrower(session: AsyncSession, settings: Settings, b: DemoBorrower) -> User:
+    user = await users.get_borrower_by_phone(session, settings, phone=b.phone)
+    if user is None:
+        user = User(
+            role=Role.BORROWER,
+            display_name=mask_phone(b.phone),
+            phone=b.phone,
+            phone_hash=security.keyed_hash(settings.secret_key, "phone", b.phone),
+            is_active=True,
+        )
+        session.add(user)
+    bank = await orgs.get_bank_by_code(session, code=b.bank)
+    assert bank is not None
+    exists = await session.scalar(
+        select(LoanAccount.id).where(
+            LoanAccount.bank_id == bank.id, LoanAccount.account_ref == b.account_ref
+        )
+    )
+    if exists is None:
+        session.add(
+            LoanAccount(
+                bank_id=bank.id,
+                account_ref=b.account_ref,
+                product=b.product,
+                borrower_name=b.name,
+                id_number_encrypted=security.encrypt_field(settings.secret_key, b.id_number),
+                id_number_hash=security.keyed_hash(settings.secret_key, "id-number", b.id_number),
+                id_number_masked=mask_id_number(b.id_number),
+                phone_encrypted=security.encrypt_field(settings.secret_key, b.phone),
+                principal_fen=b.principal_fen,
+                interest_fen=b.interest_fen,
+                fees_fen=b.fees_fen,
+                days_overdue=b.days_overdue,
+                last_payment_date=date(2026, 6, 15),
+            )
+        )
+    await session.flush()
+    return user
+
+
+async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrower) -> None:
+    """One application already waiting for review, so the staff queues are not empty."""
+    borrower = await users.get_borrower_by_phone(session, settings, phone=b.phone)
+    assert borrower is not None
+    if await session.scalar(select(Case.id).where(Case.borrower_id == borrower.id)):
+        return
+    case = await cases.create(
+        session,
+        settings,
+        borrower=borrower,
+        data=CaseCreate.model_validate(
+            {
+                "bank_code": b.bank,
+                "full_name": b.name,
+                "id_number": b.id_number,
+                "hardship_reason": "illness",
+                "hardship_detail": (
+                    "今年三月住院手术，收入中断三个月，目前已恢复工作，希望分期还款。"
+                ),
+                "monthly_income_fen": 900_000,
+                "monthly_expenses_fen": 520_000,
+                "claimed_debt_fen": 9_700_000,
+                "contact_window": "evening",
+                "consent": {"personal_info": True, "sensitive_info": True},
+            }
+        ),
+    )
+    await documents.add(
+        session,
+        settings,
+        case=case,
+        actor=borrower,
+        kind=DocumentKind.ID_CARD,
+        data=tiny_png(),
+        filename="身份证.png",
+    )
+
+
+def describe(logins: list[StaffLogin], settings: Settings) -> str:
+    lines = [
+        "",
+        "Hejie demo data is loaded. Open http://127.0.0.1:8000",
+        "",
+        "Borrowers (sign in at /borrower/login with the phone, then the SMS code):",
+    ]
+    for b in BORROWERS:
+        lines.append(
+            f"  {b.phone}  {b.name}  {b.bank} {b.account_ref} ({b.days_overdue} days overdue)"
+        )
+    lines += [
+        "  The SMS code goes to the outbox: .venv/bin/hejie outbox --last 1",
+        "  (in dev mode the login page also shows it).",
+        "",
+        "Staff (sign in at /staff/login with username, password and a TOTP code):",
+    ]
+    for s in logins:
+        lines.append(
+            f"  {s.username:<10} {s.password:<22} {s.role:<10} TOTP secret {s.totp_secret}"
+        )
+    lines += [
+        "  Current TOTP code: .venv/bin/hejie users totp USERNAME",
+        "  (or add the secret to any authenticator app). Each code works once.",
+        "",
+    ]
+    return "\n".join(lines)

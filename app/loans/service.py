@@ -1,0 +1,31 @@
+"""Loan accounts as banks know them, and the overdue tier a debt falls in."""
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.loans.models import LoanAccount
+
+TIER_M2_FROM_DAYS = 30
+TIER_M3_AFTER_DAYS = 90
+
+
+def overdue_tier(days_overdue: int) -> str:
+    """M1 under 30 days, M2 from 30 to 90, M3 beyond 90."""
+    if days_overdue < TIER_M2_FROM_DAYS:
+        return "M1"
+    if days_overdue <= TIER_M3_AFTER_DAYS:
+        return "M2"
+    return "M3"
+
+
+async def find_for_borrower(
+    session: AsyncSession, *, bank_id: str, id_number_hash: str, account_ref: str | None
+) -> LoanAccount | None:
+    """The bank's account for this ID number: the named one, or the only one if none is named."""
+    query = select(LoanAccount).where(
+        LoanAccount.bank_id == bank_id, LoanAccount.id_number_hash == id_number_hash
+    )
+    if account_ref:
+        return await session.scalar(query.where(LoanAccount.account_ref == account_ref))
+    accounts = list(await session.scalars(query.limit(2)))
+    return accounts[0] if len(accounts) == 1 else None

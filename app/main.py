@@ -1,0 +1,75 @@
+"""The application factory: API routers, portals, error handlers, middleware, static files."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from app.cases.router import router as cases_router
+from app.config import Settings, get_settings
+from app.db import SessionDep, make_engine, make_sessionmaker
+from app.errors import install_error_handlers
+from app.middleware import BodySizeLimit, SecurityHeaders
+from app.portals import bank, borrower, mediator, public, staff
+from app.review.router import router as review_router
+from app.users.router import me_router
+from app.users.router import router as auth_router
+from app.web import FRONTEND_DIR
+
+# Multipart framing around a maximum-size upload.
+UPLOAD_OVERHEAD_BYTES = 256 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Hejie 和解 API",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(auth_router)
+    api.include_router(me_router)
+    api.include_router(cases_router)
+    api.include_router(review_router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz(session: SessionDep) -> JSONResponse:
+        try:
+            await session.execute(text("SELECT 1"))
+        except Exception:
+            logging.getLogger("hejie.health").exception("database check failed")
+            return JSONResponse(
+                {"status": "unavailable", "detail": "database unreachable", "code": "db_down"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok"})
+
+    for portal in (public, staff, borrower, mediator, bank):
+        app.include_router(portal.router)
+    app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES)
+    app.add_middleware(SecurityHeaders, hsts=not settings.is_dev)
+    return app

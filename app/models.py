@@ -1,0 +1,22 @@
+"""Every table, imported once so Alembic and the tests see the whole schema."""
+
+from app.cases.models import Case, CaseEvent, Document
+from app.db import Base
+from app.loans.models import LoanAccount
+from app.notifications.models import OutboxMessage
+from app.orgs.models import Bank, Institution
+from app.users.models import RevokedToken, SmsCode, User
+
+__all__ = [
+    "Bank",
+    "Base",
+    "Case",
+    "CaseEvent",
+    "Document",
+    "Institution",
+    "LoanAccount",
+    "OutboxMessage",
+    "RevokedToken",
+    "SmsCode",
+    "User",
+]

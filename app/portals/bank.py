@@ -1,0 +1,81 @@
+"""The bank portal: this bank's cases, and confirming the debt of an application."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.cases import service as cases
+from app.cases.states import Status
+from app.db import SessionDep
+from app.portals.borrower import yuan_to_fen
+from app.portals.common import act_or_show, case_context, load_case, page, portal_user
+from app.review import service as review
+from app.review.schemas import DebtConfirmation
+from app.users.models import Role, User
+
+router = APIRouter(prefix="/bank", include_in_schema=False)
+BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
+
+
+@router.get("")
+async def case_list(
+    request: Request, user: BankPortalUser, session: SessionDep, status: str | None = None
+) -> Response:
+    selected = status if status in Status.__members__.values() else None
+    items, _ = await cases.list_visible(
+        session, user=user, status=Status(selected) if selected else None, limit=100
+    )
+    return page(
+        request,
+        "bank/cases.html",
+        cases=[cases.to_read(c, user) for c in items],
+        selected=selected,
+        statuses=list(Status),
+    )
+
+
+def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> Any:
+    async def show(message: str, status: int) -> Response:
+        case = await load_case(session, user, case_id)
+        context = await case_context(session, case, user)
+        return page(request, "bank/case.html", error=message, status=status, **context)
+
+    return show
+
+
+@router.get("/cases/{case_id}")
+async def case_page(
+    case_id: str, request: Request, user: BankPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+    return page(request, "bank/case.html", **await case_context(session, case, user))
+
+
+@router.post("/cases/{case_id}/debt-confirmation")
+async def confirm_debt(
+    case_id: str, request: Request, user: BankPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+
+    async def action() -> None:
+        days = str(form.get("days_overdue", "")).strip()
+        data = DebtConfirmation.model_validate(
+            {
+                "principal_fen": yuan_to_fen(str(form.get("principal_yuan", ""))),
+                "interest_fen": yuan_to_fen(str(form.get("interest_yuan", ""))),
+                "fees_fen": yuan_to_fen(str(form.get("fees_yuan", ""))),
+                "days_overdue": int(days) if days.isdigit() else days,
+            }
+        )
+        await review.confirm_debt(session, case=case, actor=user, data=data)
+
+    return await act_or_show(
+        request,
+        session,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/bank/cases/{case_id}",
+    )

@@ -1,0 +1,310 @@
+"""The borrower portal: sign in by SMS code, apply, follow the case, upload, withdraw."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import security
+from app.cases import documents
+from app.cases import service as cases
+from app.cases.schemas import CaseCreate, DocumentKind
+from app.db import SessionDep
+from app.deps import SettingsDep
+from app.errors import AppError, Invalid
+from app.orgs.models import Bank
+from app.portals.common import (
+    act_or_show,
+    case_context,
+    load_case,
+    page,
+    portal_user,
+    require_form_csrf,
+    validation_messages,
+)
+from app.review import service as review
+from app.review.schemas import Resubmit
+from app.users import service as users
+from app.users.deps import set_session_cookie
+from app.users.models import Role, User
+from app.web import redirect, safe_next
+
+router = APIRouter(prefix="/borrower", include_in_schema=False)
+BorrowerPortalUser = Annotated[User, Depends(portal_user(Role.BORROWER))]
+
+
+# --- sign in -------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    return page(request, "borrower/login.html", step="phone", phone="", next=safe_next(next, ""))
+
+
+@router.post("/login/code")
+async def send_code(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    form = await require_form_csrf(request)
+    phone = str(form.get("phone", "")).strip()
+    next_url = safe_next(str(form.get("next", "")), "")
+    try:
+        phone = users.parse_phone(phone)
+        code = await users.request_login_code(session, settings, phone=phone)
+    except AppError as exc:
+        await session.rollback()
+        return page(
+            request,
+            "borrower/login.html",
+            step="phone",
+            phone=phone,
+            error=exc.message,
+            next=next_url,
+            status=exc.status,
+        )
+    return page(
+        request,
+        "borrower/login.html",
+        step="code",
+        phone=phone,
+        next=next_url,
+        # Development only: show the code that went to the outbox, so the demo can be tried.
+        dev_code=code if settings.is_dev else None,
+    )
+
+
+@router.post("/login")
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    form = await require_form_csrf(request)
+    phone = str(form.get("phone", "")).strip()
+    code = str(form.get("code", "")).strip()
+    next_url = safe_next(str(form.get("next", "")), "")
+    try:
+        if not (len(code) == 6 and code.isdigit()):
+            raise Invalid("Enter the 6-digit code from the SMS", code="invalid_code_format")
+        user = await users.sign_in_borrower(session, settings, phone=phone, code=code)
+    except AppError as exc:
+        await (session.commit() if exc.keep_changes else session.rollback())
+        return page(
+            request,
+            "borrower/login.html",
+            step="code",
+            phone=phone,
+            error=exc.message,
+            next=next_url,
+            status=exc.status,
+        )
+    token, claims = security.issue_token(
+        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
+    )
+    response = redirect(next_url or "/borrower")
+    set_session_cookie(response, settings, token, claims)
+    return response
+
+
+# --- home and apply ------------------------------------------------------------------------------
+
+
+@router.get("")
+async def home(request: Request, user: BorrowerPortalUser, session: SessionDep) -> Response:
+    items, _ = await cases.list_visible(session, user=user, limit=50)
+    return page(request, "borrower/home.html", cases=[cases.to_read(c, user) for c in items])
+
+
+async def _banks(session: AsyncSession) -> list[Bank]:
+    from sqlalchemy import select
+
+    return list(await session.scalars(select(Bank).order_by(Bank.name)))
+
+
+APPLY_FIELDS = (
+    "bank_code",
+    "account_ref",
+    "full_name",
+    "id_number",
+    "hardship_reason",
+    "hardship_detail",
+    "monthly_income_yuan",
+    "monthly_expenses_yuan",
+    "claimed_debt_yuan",
+    "contact_window",
+)
+
+
+def yuan_to_fen(value: str) -> int | str | None:
+    """Parse a yuan amount typed by a person ("1,234.5") into fen; leave junk for the validator."""
+    from decimal import Decimal, InvalidOperation
+
+    cleaned = value.replace(",", "").replace("，", "").replace("¥", "").strip()
+    if not cleaned:
+        return None
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        return value
+    if not amount.is_finite():
+        return value
+    fen = amount * 100
+    if fen != fen.to_integral_value():
+        return value  # more than two decimals: refused as non-integer fen
+    return int(fen)
+
+
+def _application_from_form(form: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    values = {k: str(form.get(k, "")).strip() for k in APPLY_FIELDS}
+    body: dict[str, Any] = {
+        "bank_code": values["bank_code"],
+        "account_ref": values["account_ref"] or None,
+        "full_name": values["full_name"],
+        "id_number": values["id_number"],
+        "hardship_reason": values["hardship_reason"],
+        "hardship_detail": values["hardship_detail"] or None,
+        "monthly_income_fen": yuan_to_fen(values["monthly_income_yuan"]),
+        "monthly_expenses_fen": yuan_to_fen(values["monthly_expenses_yuan"]),
+        "claimed_debt_fen": yuan_to_fen(values["claimed_debt_yuan"]),
+        "contact_window": values["contact_window"] or "any",
+        "consent": {
+            "personal_info": form.get("consent_personal_info") == "yes",
+            "sensitive_info": form.get("consent_sensitive_info") == "yes",
+        },
+    }
+    return values, body
+
+
+_FORM_FIELD = {
+    "monthly_income_fen": "monthly_income_yuan",
+    "monthly_expenses_fen": "monthly_expenses_yuan",
+    "claimed_debt_fen": "claimed_debt_yuan",
+}
+
+
+@router.get("/apply")
+async def apply_form(request: Request, user: BorrowerPortalUser, session: SessionDep) -> Response:
+    return page(request, "borrower/apply.html", banks=await _banks(session), values={}, errors={})
+
+
+@router.post("/apply")
+async def apply(
+    request: Request, user: BorrowerPortalUser, session: SessionDep, settings: SettingsDep
+) -> Response:
+    form = dict(await request.form())
+    values, body = _application_from_form(form)
+    errors: dict[str, str] = {}
+    try:
+        data = CaseCreate.model_validate(body)
+        case = await cases.create(session, settings, borrower=user, data=data)
+    except ValidationError as exc:
+        errors = {
+            _FORM_FIELD.get(field, field): message
+            for field, message in validation_messages(exc).items()
+        }
+    except AppError as exc:
+        await session.rollback()
+        errors = {"form": exc.message}
+    if errors:
+        values.pop("id_number", None)  # never echo the ID number back into the page
+        return page(
+            request,
+            "borrower/apply.html",
+            banks=await _banks(session),
+            values=values,
+            errors=errors,
+            status=422 if "form" not in errors else 409,
+        )
+    return redirect(f"/borrower/cases/{case.id}")
+
+
+# --- the case ------------------------------------------------------------------------------------
+
+
+@router.get("/cases/{case_id}")
+async def case_page(
+    case_id: str, request: Request, user: BorrowerPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+    return page(request, "borrower/case.html", **await case_context(session, case, user))
+
+
+def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> Any:
+    async def show(message: str, status: int) -> Response:
+        case = await load_case(session, user, case_id)
+        context = await case_context(session, case, user)
+        return page(request, "borrower/case.html", error=message, status=status, **context)
+
+    return show
+
+
+@router.post("/cases/{case_id}/documents")
+async def upload(
+    case_id: str,
+    request: Request,
+    user: BorrowerPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+    upload_file = form.get("file")
+    kind = str(form.get("kind", ""))
+
+    async def action() -> None:
+        if kind not in DocumentKind.__members__.values() or isinstance(upload_file, str):
+            raise Invalid("Choose the kind of document and a file", code="invalid_upload")
+        if upload_file is None:
+            raise Invalid("Choose a file to upload", code="invalid_upload")
+        data = await documents.read_upload(upload_file, settings.max_upload_bytes)
+        await documents.add(
+            session,
+            settings,
+            case=case,
+            actor=user,
+            kind=DocumentKind(kind),
+            data=data,
+            filename=upload_file.filename,
+        )
+
+    return await act_or_show(
+        request,
+        session,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+    )
+
+
+@router.post("/cases/{case_id}/withdraw")
+async def withdraw(
+    case_id: str, request: Request, user: BorrowerPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+    reason = str(form.get("reason", "")).strip()[:2000] or None
+    return await act_or_show(
+        request,
+        session,
+        action=lambda: cases.withdraw(session, case=case, actor=user, reason=reason),
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+    )
+
+
+@router.post("/cases/{case_id}/resubmit")
+async def resubmit(
+    case_id: str, request: Request, user: BorrowerPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+    note = str(form.get("note", "")).strip() or None
+
+    async def action() -> None:
+        await review.resubmit(
+            session, case=case, actor=user, data=Resubmit.model_validate({"note": note})
+        )
+
+    return await act_or_show(
+        request,
+        session,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+    )

@@ -1,0 +1,82 @@
+"""Display names for domain codes; marked with N_ so Babel extracts them for translation."""
+
+
+def N_(message: str) -> str:
+    return message
+
+
+STATUS = {
+    "submitted": N_("Submitted"),
+    "info_requested": N_("More information requested"),
+    "accepted": N_("Accepted"),
+    "rejected": N_("Rejected"),
+    "scheduled": N_("Scheduled"),
+    "in_session": N_("In session"),
+    "signing": N_("Signing"),
+    "filed": N_("Filed"),
+    "failed": N_("Failed"),
+    "withdrawn": N_("Withdrawn"),
+    "no_show": N_("No-show"),
+}
+
+HARDSHIP = {
+    "job_loss": N_("Lost my job"),
+    "illness": N_("Illness or injury"),
+    "business_failure": N_("Business failure"),
+    "income_drop": N_("Income dropped"),
+    "family": N_("Family hardship"),
+    "other": N_("Other"),
+}
+
+CONTACT_WINDOW = {
+    "any": N_("Any time 08:00–21:00"),
+    "morning": N_("Morning 08:00–12:00"),
+    "afternoon": N_("Afternoon 12:00–18:00"),
+    "evening": N_("Evening 18:00–21:00"),
+}
+
+DOCUMENT_KIND = {
+    "id_card": N_("ID card"),
+    "income_proof": N_("Proof of income"),
+    "hardship_proof": N_("Proof of hardship"),
+    "other": N_("Other material"),
+}
+
+EVENT = {
+    "submitted": N_("Application submitted"),
+    "document_uploaded": N_("Document uploaded"),
+    "debt_confirmed": N_("Debt confirmed by the bank"),
+    "identity_verified": N_("Identity verified"),
+    "identity_not_verified": N_("Identity could not be verified"),
+    "accept": N_("Application accepted"),
+    "reject": N_("Application rejected"),
+    "request_info": N_("More information requested"),
+    "resubmitted": N_("Application resubmitted"),
+    "withdrawn": N_("Application withdrawn"),
+}
+
+ROLE = {
+    "borrower": N_("Borrower"),
+    "mediator": N_("Mediator"),
+    "bank_staff": N_("Bank staff"),
+    "admin": N_("Administrator"),
+    "system": N_("System"),
+}
+
+ALL = {
+    "status": STATUS,
+    "hardship": HARDSHIP,
+    "contact_window": CONTACT_WINDOW,
+    "document_kind": DOCUMENT_KIND,
+    "event": EVENT,
+    "role": ROLE,
+}
+
+# Pydantic's own messages that people meet in the portal forms.
+VALIDATION = (
+    N_("Field required"),
+    N_("Input should be a valid integer"),
+    N_("Input should be greater than or equal to 0"),
+    N_("Input should be less than or equal to 36500"),
+    N_("Input should be a valid string"),
+)

@@ -1,0 +1,62 @@
+"""Staff sign-in (mediators, bank staff, admins): username, password and an authenticator code."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from app import security
+from app.db import SessionDep
+from app.deps import SettingsDep
+from app.errors import AppError
+from app.portals.common import page, require_form_csrf, validation_messages
+from app.portals.public import HOME_FOR_ROLE
+from app.users import service as users
+from app.users.deps import set_session_cookie
+from app.users.models import Role
+from app.users.schemas import StaffLogin
+from app.web import redirect, safe_next
+
+router = APIRouter(prefix="/staff", include_in_schema=False)
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    return page(request, "staff_login.html", next=safe_next(next, ""), values={})
+
+
+@router.post("/login")
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    form = await require_form_csrf(request)
+    values = {k: str(form.get(k, "")) for k in ("username", "password", "totp")}
+    next_url = safe_next(str(form.get("next", "")), "")
+    try:
+        data = StaffLogin.model_validate(values)
+        user = await users.sign_in_staff(
+            session, username=data.username, password=data.password, totp=data.totp
+        )
+    except (ValidationError, AppError) as exc:
+        if isinstance(exc, AppError) and exc.keep_changes:
+            await session.commit()
+        else:
+            await session.rollback()
+        message = (
+            "; ".join(validation_messages(exc).values())
+            if isinstance(exc, ValidationError)
+            else exc.message
+        )
+        values.pop("password")
+        values.pop("totp")
+        return page(
+            request,
+            "staff_login.html",
+            error=message,
+            values=values,
+            next=next_url,
+            status=422 if isinstance(exc, ValidationError) else exc.status,
+        )
+    token, claims = security.issue_token(
+        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
+    )
+    response = redirect(next_url or HOME_FOR_ROLE.get(Role(user.role), "/"))
+    set_session_cookie(response, settings, token, claims)
+    return response

@@ -1,0 +1,36 @@
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class OtpRequest(BaseModel):
+    phone: str = Field(min_length=11, max_length=20, examples=["13800000001"])
+
+
+class OtpVerify(BaseModel):
+    phone: str = Field(min_length=11, max_length=20)
+    code: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+
+
+class StaffLogin(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+    totp: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+
+
+class TokenRead(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_at: str
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
+class MeRead(BaseModel):
+    id: str
+    role: str
+    display_name: str
+    bank_code: str | None = None
+    institution_code: str | None = None

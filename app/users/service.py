@@ -1,0 +1,257 @@
+"""Accounts and sign-in: borrowers by SMS code, staff by password + TOTP, logout by revocation."""
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import security
+from app.config import Settings
+from app.db import utcnow
+from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
+from app.notifications import service as outbox
+from app.orgs import service as orgs
+from app.users.models import RevokedToken, Role, SmsCode, User
+from app.validation import mask_phone, normalise_phone
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,63}$")
+
+
+def _phone_hash(settings: Settings, phone: str) -> str:
+    return security.keyed_hash(settings.secret_key, "phone", phone)
+
+
+def _code_hash(settings: Settings, phone: str, code: str) -> str:
+    # Bound to the phone so a code hash is useless for any other number.
+    return security.keyed_hash(settings.secret_key, "sms-code", f"{phone}:{code}")
+
+
+def parse_phone(raw: str) -> str:
+    try:
+        return normalise_phone(raw)
+    except ValueError as exc:
+        raise Invalid(str(exc), code="invalid_phone") from None
+
+
+async def request_login_code(session: AsyncSession, settings: Settings, *, phone: str) -> str:
+    """Send a 6-digit code to the phone; the same answer whether or not an account exists."""
+    phone = parse_phone(phone)
+    phone_hash = _phone_hash(settings, phone)
+    now = utcnow()
+    sent_last_hour = await session.scalar(
+        select(func.count())
+        .select_from(SmsCode)
+        .where(SmsCode.phone_hash == phone_hash, SmsCode.created_at > now - timedelta(hours=1))
+    )
+    if (sent_last_hour or 0) >= settings.otp_max_per_hour:
+        raise RateLimited(
+            "Too many codes requested for this number; try again in an hour",
+            code="otp_rate_limited",
+        )
+    code = security.new_sms_code()
+    session.add(
+        SmsCode(
+            phone_hash=phone_hash,
+            code_hash=_code_hash(settings, phone, code),
+            expires_at=now + timedelta(minutes=settings.otp_valid_minutes),
+            attempts=0,
+        )
+    )
+    await outbox.enqueue(
+        session,
+        channel="sms",
+        to=phone,
+        kind="login_code",
+        requested=True,
+        body=(
+            f"【和解调解平台】您的登录验证码为 {code}，{settings.otp_valid_minutes} 分钟内有效。"
+            "请勿将验证码告诉任何人。如非本人操作，请忽略本短信。"
+        ),
+    )
+    return code
+
+
+async def consume_sms_code(
+    session: AsyncSession, settings: Settings, *, phone: str, code: str
+) -> None:
+    """Accept the newest live code once; count a wrong try even though the request fails."""
+    phone = parse_phone(phone)
+    now = utcnow()
+    live = await session.scalar(
+        select(SmsCode)
+        .where(
+            SmsCode.phone_hash == _phone_hash(settings, phone),
+            SmsCode.used_at.is_(None),
+            SmsCode.expires_at > now,
+            SmsCode.attempts < settings.otp_max_attempts,
+        )
+        .order_by(SmsCode.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    refused = Unauthenticated("The code is wrong or has expired", code="otp_invalid")
+    if live is None:
+        raise refused
+    if not security.keyed_hash_matches(live.code_hash, _code_hash(settings, phone, code.strip())):
+        # Counted atomically so parallel guesses cannot share one attempt.
+        await session.execute(
+            update(SmsCode).where(SmsCode.id == live.id).values(attempts=SmsCode.attempts + 1)
+        )
+        refused.keep_changes = True
+        raise refused
+    claimed = await session.execute(
+        update(SmsCode).where(SmsCode.id == live.id, SmsCode.used_at.is_(None)).values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise refused
+
+
+async def sign_in_borrower(
+    session: AsyncSession, settings: Settings, *, phone: str, code: str
+) -> User:
+    """Check the SMS code; the first sign-in creates the borrower."""
+    await consume_sms_code(session, settings, phone=phone, code=code)
+    phone = parse_phone(phone)
+    phone_hash = _phone_hash(settings, phone)
+    user = await session.scalar(select(User).where(User.phone_hash == phone_hash))
+    if user is None:
+        user = User(
+            role=Role.BORROWER,
+            display_name=mask_phone(phone),
+            phone=phone,
+            phone_hash=phone_hash,
+            is_active=True,
+        )
+        session.add(user)
+    elif not user.is_active or user.role != Role.BORROWER:
+        raise Unauthenticated("The code is wrong or has expired", code="otp_invalid")
+    user.last_login_at = utcnow()
+    await session.flush()
+    return user
+
+
+async def get_borrower_by_phone(
+    session: AsyncSession, settings: Settings, *, phone: str
+) -> User | None:
+    return await session.scalar(
+        select(User).where(User.phone_hash == _phone_hash(settings, parse_phone(phone)))
+    )
+
+
+async def sign_in_staff(session: AsyncSession, *, username: str, password: str, totp: str) -> User:
+    """Password and TOTP; every failure looks the same, and each TOTP code works once."""
+    refused = Unauthenticated(
+        "Wrong username, password or authenticator code", code="invalid_credentials"
+    )
+    user = await session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None or user.password_hash is None or user.totp_secret is None:
+        security.verify_password(security.dummy_password_hash(), password)
+        raise refused
+    if not security.verify_password(user.password_hash, password) or not user.is_active:
+        raise refused
+    problem = await _claim_totp(session, user=user, code=totp)
+    if problem == "totp_reused":
+        raise Unauthenticated(
+            "That authenticator code was already used; wait for the next one", code=problem
+        )
+    if problem:
+        raise refused
+    user.last_login_at = utcnow()
+    await session.flush()
+    return user
+
+
+async def _claim_totp(session: AsyncSession, *, user: User, code: str) -> str | None:
+    """Accept a TOTP code once: None on success, else why it was refused."""
+    if user.totp_secret is None:
+        return "totp_invalid"
+    step = security.matching_totp_step(user.totp_secret, code.strip())
+    if step is None:
+        return "totp_invalid"
+    # Conditional update, so two requests racing with the same code cannot both win.
+    claimed = await session.execute(
+        update(User)
+        .where(User.id == user.id, User.totp_last_step.is_(None) | (User.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    return None if claimed.rowcount == 1 else "totp_reused"  # type: ignore[attr-defined]
+
+
+async def confirm_totp(session: AsyncSession, *, user: User, totp: str) -> None:
+    """Re-confirm a signed-in staff member's identity at a moment that needs it (signing)."""
+    problem = await _claim_totp(session, user=user, code=totp)
+    if problem == "totp_reused":
+        raise Unauthenticated("That authenticator code was already used", code=problem)
+    if problem:
+        raise Unauthenticated("The authenticator code is wrong", code=problem)
+
+
+async def create_staff(
+    session: AsyncSession,
+    *,
+    role: Role,
+    username: str,
+    password: str,
+    display_name: str | None = None,
+    bank_code: str | None = None,
+    institution_code: str | None = None,
+) -> tuple[User, str]:
+    """Create a staff account; returns it with its new TOTP secret (shown once)."""
+    if role == Role.BORROWER:
+        raise Invalid("borrowers sign up by phone, not here", code="invalid_role")
+    username = username.strip().lower()
+    if not _USERNAME.match(username):
+        raise Invalid(
+            "username must be 3–64 characters: a–z, 0–9, '.', '_' or '-'", code="invalid_username"
+        )
+    problem = security.password_problem(password, username=username)
+    if problem:
+        raise Invalid(problem, code="weak_password")
+    if await session.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"user {username} already exists", code="user_exists")
+    bank_id = institution_id = None
+    if role == Role.BANK_STAFF:
+        if not bank_code:
+            raise Invalid("bank staff need --bank CODE", code="bank_required")
+        bank = await orgs.get_bank_by_code(session, code=bank_code)
+        if bank is None:
+            raise NotFound(f"no bank {bank_code}", code="bank_not_found")
+        bank_id = bank.id
+    elif role == Role.MEDIATOR:
+        if not institution_code:
+            raise Invalid("mediators need --institution CODE", code="institution_required")
+        institution = await orgs.get_institution_by_code(session, code=institution_code)
+        if institution is None:
+            raise NotFound(f"no institution {institution_code}", code="institution_not_found")
+        institution_id = institution.id
+    secret = security.new_totp_secret()
+    user = User(
+        role=role,
+        username=username,
+        display_name=(display_name or username).strip()[:100],
+        password_hash=security.hash_password(password),
+        totp_secret=secret,
+        bank_id=bank_id,
+        institution_id=institution_id,
+        is_active=True,
+    )
+    session.add(user)
+    await session.flush()
+    return user, secret
+
+
+async def get_by_username(session: AsyncSession, *, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username.strip().lower()))
+
+
+async def is_revoked(session: AsyncSession, *, jti: str) -> bool:
+    return await session.get(RevokedToken, jti) is not None
+
+
+async def revoke(session: AsyncSession, *, jti: str, expires_at: datetime) -> None:
+    if await session.get(RevokedToken, jti) is None:
+        session.add(RevokedToken(jti=jti, expires_at=expires_at))
+    # Entries past their token's expiry protect nothing; drop them while we are here.
+    await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+    await session.flush()

@@ -1,0 +1,120 @@
+"""Server-rendered portals: templates, the locale of a request, CSRF for forms, error pages."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app import i18n, security
+from app.config import Settings
+
+FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+ANON_CSRF_COOKIE = "hejie_csrf"
+
+
+@lru_cache
+def templates() -> Jinja2Templates:
+    tpl = Jinja2Templates(directory=str(FRONTEND_DIR / "templates"))
+    tpl.env.filters["local_time"] = i18n.format_local_time
+    tpl.env.globals["LOCALES"] = i18n.LOCALES
+    return tpl
+
+
+def request_locale(request: Request) -> str:
+    return i18n.pick_locale(
+        request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
+    )
+
+
+def gettext_for(request: Request) -> Any:
+    return i18n.translations(request_locale(request)).gettext
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def form_csrf_token(request: Request) -> str:
+    """Bound to the session when signed in; a double-submit cookie before sign-in."""
+    auth = getattr(request.state, "auth", None)
+    if auth is not None:
+        return security.csrf_token(_settings(request).secret_key, auth.claims.jti)
+    token = request.cookies.get(ANON_CSRF_COOKIE) or getattr(request.state, "new_anon_csrf", None)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.state.new_anon_csrf = token
+    return token
+
+
+def form_csrf_ok(request: Request, submitted: str | None) -> bool:
+    if not submitted:
+        return False
+    auth = getattr(request.state, "auth", None)
+    if auth is not None:
+        return security.csrf_matches(_settings(request).secret_key, auth.claims.jti, submitted)
+    cookie = request.cookies.get(ANON_CSRF_COOKIE)
+    return bool(cookie) and secrets.compare_digest(cookie or "", submitted)
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> HTMLResponse:
+    locale = request_locale(request)
+    settings = _settings(request)
+    auth = getattr(request.state, "auth", None)
+    ctx: dict[str, Any] = {
+        "_": i18n.translations(locale).gettext,
+        "locale": locale,
+        "html_lang": "zh-CN" if locale == "zh_CN" else "en",
+        "me": auth.user if auth else None,
+        "csrf_token": form_csrf_token(request),
+        "is_dev": settings.is_dev,
+        "money": lambda fen: i18n.format_fen(fen, locale),
+        "yuan": i18n.fen_to_yuan,
+        "path": request.url.path,
+    }
+    ctx.update(context or {})
+    response = templates().TemplateResponse(request, template, ctx, status_code=status)
+    new_token = getattr(request.state, "new_anon_csrf", None)
+    if new_token:
+        response.set_cookie(
+            ANON_CSRF_COOKIE,
+            new_token,
+            httponly=True,
+            samesite="lax",
+            secure=not settings.is_dev,
+            path="/",
+        )
+    return response
+
+
+def render_error_page(request: Request, status: int, code: str, message: str) -> Response:
+    if status == 401 and request.method == "GET":
+        return redirect(login_path_for(request.url.path) + "?next=" + quote(request.url.path))
+    return render(
+        request, "error.html", {"status": status, "code": code, "message": message}, status=status
+    )
+
+
+def login_path_for(path: str) -> str:
+    return "/borrower/login" if path.startswith("/borrower") else "/staff/login"
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(url: str | None, default: str) -> str:
+    """Only same-site relative paths; never an open redirect."""
+    if not url:
+        return default
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
+        return default
+    return url
