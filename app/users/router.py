@@ -11,7 +11,6 @@ from app.orgs.models import Bank, Institution
 from app.users import service
 from app.users.deps import (
     CurrentAuth,
-    CurrentUser,
     clear_session_cookie,
     set_session_cookie,
 )
@@ -66,7 +65,8 @@ async def logout(auth: CurrentAuth, session: SessionDep, settings: SettingsDep) 
 
 
 @me_router.get("/me", response_model=MeRead, responses=error_responses(401))
-async def me(user: CurrentUser, session: SessionDep) -> MeRead:
+async def me(auth: CurrentAuth, session: SessionDep, settings: SettingsDep) -> MeRead:
+    user = auth.user
     bank = await session.get(Bank, user.bank_id) if user.bank_id else None
     institution = (
         await session.get(Institution, user.institution_id) if user.institution_id else None
@@ -77,4 +77,5 @@ async def me(user: CurrentUser, session: SessionDep) -> MeRead:
         display_name=user.display_name,
         bank_code=bank.code if bank else None,
         institution_code=institution.code if institution else None,
+        csrf_token=auth.csrf_token(settings) if auth.via_cookie else None,
     )

@@ -34,3 +34,5 @@ class MeRead(BaseModel):
     display_name: str
     bank_code: str | None = None
     institution_code: str | None = None
+    # Only for cookie sessions: what the portal's scripts send as X-CSRF-Token.
+    csrf_token: str | None = None
