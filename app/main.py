@@ -14,6 +14,7 @@ from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimit, SecurityHeaders
+from app.orgs.router import router as orgs_router
 from app.portals import bank, borrower, mediator, public, staff
 from app.review.router import router as review_router
 from app.users.router import me_router
@@ -24,8 +25,14 @@ from app.web import FRONTEND_DIR
 UPLOAD_OVERHEAD_BYTES = 256 * 1024
 
 
+# These libraries log SQL statements with their parameters (phones, names) below WARNING.
+QUIET_LOGGERS = ("sqlalchemy.engine", "aiosqlite", "asyncpg")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
 
@@ -49,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     api.include_router(auth_router)
     api.include_router(me_router)
+    api.include_router(orgs_router)
     api.include_router(cases_router)
     api.include_router(review_router)
     app.include_router(api)

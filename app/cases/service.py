@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
+from app.cases.consent import CONSENT_VERSION
 from app.cases.models import Case
 from app.cases.schemas import (
     CaseCreate,
@@ -27,7 +28,6 @@ from app.orgs import service as orgs
 from app.users.models import Role, User
 from app.validation import mask_id_number
 
-CONSENT_VERSION = "2026-11"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UPLOAD_STATUSES = frozenset(
     {Status.SUBMITTED, Status.INFO_REQUESTED, Status.ACCEPTED, Status.SCHEDULED}

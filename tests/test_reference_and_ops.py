@@ -1,0 +1,81 @@
+"""Health, public reference data, security headers, JSON errors, and no personal data in logs."""
+
+import logging
+
+import httpx
+import pytest
+
+from tests.helpers import ALICE_ID, Backend, World, apply
+
+
+async def test_healthz_checks_the_database(client: httpx.AsyncClient, env: Backend) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+async def test_banks_and_consent_terms_are_public(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.get("/api/v1/banks")
+    assert r.status_code == 200
+    assert {"code": "DEMO", "name": "示范银行"} in r.json()
+    terms = (await client.get("/api/v1/consent-terms")).json()
+    assert terms["version"]
+    assert "身份证号码" in terms["sensitive_info"]["purpose_zh"]
+
+
+async def test_openapi_lists_the_contract(client: httpx.AsyncClient, env: Backend) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path in (
+        "/api/v1/auth/otp",
+        "/api/v1/auth/otp/verify",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/cases",
+        "/api/v1/cases/{case_id}",
+        "/api/v1/cases/{case_id}/events",
+        "/api/v1/cases/{case_id}/documents",
+        "/api/v1/cases/{case_id}/documents/{document_id}",
+        "/api/v1/cases/{case_id}/withdraw",
+        "/api/v1/cases/{case_id}/debt-confirmation",
+        "/api/v1/cases/{case_id}/identity-check",
+        "/api/v1/cases/{case_id}/review",
+        "/api/v1/cases/{case_id}/resubmit",
+    ):
+        assert path in spec["paths"], path
+    assert not any(p.startswith("/borrower") for p in spec["paths"])
+
+
+async def test_security_headers_and_json_errors(client: httpx.AsyncClient, env: Backend) -> None:
+    r = await client.get("/api/v1/nowhere")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Not Found", "code": "not_found"}
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert "unsafe-inline" not in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in r.headers  # dev; prod adds HSTS
+    r = await client.delete("/api/v1/me")
+    assert r.status_code == 405
+    assert r.json()["code"] == "method_not_allowed"
+    r = await client.post(
+        "/api/v1/auth/otp", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422
+    assert r.json()["code"] == "invalid_input"
+
+
+async def test_no_personal_data_in_logs(
+    client: httpx.AsyncClient, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await client.post("/api/v1/auth/otp", json={"phone": "13500000005"})
+    await apply(client, world.alice)
+    bad = await client.post(
+        "/api/v1/cases", json={"id_number": ALICE_ID[:-1] + "0"}, headers=world.alice.headers
+    )
+    assert bad.status_code == 422
+    text = caplog.text
+    assert "13500000005" not in text
+    assert ALICE_ID not in text and ALICE_ID[:-1] not in text
+    assert "张伟" not in text
