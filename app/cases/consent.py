@@ -1,4 +1,4 @@
-"""The consent a borrower gives when applying: two separate consents, each with its purpose (PIPL)."""
+"""The two separate consents a borrower gives when applying, each with its purpose (PIPL)."""
 
 from pydantic import BaseModel
 
