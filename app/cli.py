@@ -2,16 +2,20 @@
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import AppError
 
@@ -82,6 +86,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from app import demo
 
     settings = get_settings()
+    if not settings.is_dev:
+        # The demo accounts' passwords are published in this repository.
+        raise SystemExit("error: `hejie demo` is for development only (HEJIE_ENV=dev)")
 
     async def work(session: AsyncSession) -> list[demo.StaffLogin] | None:
         if args.if_empty and await demo.has_other_data(session):
@@ -159,8 +166,14 @@ def cmd_users(args: argparse.Namespace) -> None:
 
 def cmd_outbox(args: argparse.Namespace) -> None:
     from app.notifications import service
+    from app.validation import normalise_phone
 
-    messages = _run(lambda s: service.recent(s, to=args.to, last=args.last))
+    to = args.to
+    if to:
+        # Phones are stored as 11 digits; let an operator type +86 138 0000 0001 too.
+        with contextlib.suppress(ValueError):
+            to = normalise_phone(to)
+    messages = _run(lambda s: service.recent(s, to=to, last=args.last))
     for m in messages:
         print(
             json.dumps(
@@ -175,6 +188,16 @@ def cmd_outbox(args: argparse.Namespace) -> None:
                 ensure_ascii=False,
             )
         )
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {raw!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,21 +251,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     outbox = sub.add_parser("outbox", help="show what was sent (SMS, email)")
     outbox.add_argument("--to", help="only messages to this address or phone")
-    outbox.add_argument("--last", type=int, default=20, help="how many (default 20)")
+    outbox.add_argument("--last", type=_positive_int, default=20, help="how many (default 20)")
     outbox.set_defaults(func=cmd_outbox)
     return parser
 
 
+def _settings_or_exit() -> Settings:
+    """Settings, validated before any command runs: a refused setting stops here, once."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            if problem["loc"]:
+                message = f"HEJIE_{str(problem['loc'][0]).upper()}: {message}"
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        # The default SQLite database lives here; in prod nothing else has created it yet.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create HEJIE_DATA_DIR {settings.data_dir}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Before `serve` too: with several workers, uvicorn would otherwise restart each worker
+    # that dies on a refused setting, forever, instead of refusing to start.
+    _settings_or_exit()
     try:
         args.func(args)
     except AppError as exc:
         print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
         raise SystemExit(1) from None
-    except ValueError as exc:  # settings refused (e.g. no secret in prod)
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except DBAPIError as exc:
+        if not _is_missing_table(exc):
+            raise
+        print(
+            f"error: the database has no schema yet ({exc.orig}); run `hejie db upgrade` first",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    except (ConnectionError, socket.gaierror) as exc:
+        print(f"error: cannot connect to the database: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _is_missing_table(exc: DBAPIError) -> bool:
+    # SQLite says "no such table"; PostgreSQL raises UndefinedTableError (SQLSTATE 42P01).
+    return "no such table" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "42P01"
 
 
 if __name__ == "__main__":

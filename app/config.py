@@ -1,7 +1,9 @@
 """Settings, read from the environment (prefix HEJIE_), validated once."""
 
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,8 +12,12 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that appear in docs and examples; never acceptable as a production secret.
-KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "hejie"})
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "change-this", "secret", "dev", "hejie"}
+)
 MIN_PROD_SECRET_LENGTH = 32
+# A long run of one or two repeated characters is a placeholder, not a secret.
+MIN_PROD_SECRET_DISTINCT_CHARS = 8
 
 
 class Settings(BaseSettings):
@@ -43,6 +49,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"HEJIE_SECRET_KEY must be at least {MIN_PROD_SECRET_LENGTH} characters in prod"
                 )
+            if len(set(self.secret_key)) < MIN_PROD_SECRET_DISTINCT_CHARS:
+                raise ValueError("HEJIE_SECRET_KEY looks like a placeholder; use a random secret")
         elif not self.secret_key:
             self.secret_key = _dev_secret(self.data_dir)
         return self
@@ -71,18 +79,35 @@ def normalise_database_url(url: str, data_dir: Path) -> str:
 
 
 def _dev_secret(data_dir: Path) -> str:
-    """A development secret generated once and kept in the data dir, so restarts keep sessions."""
+    """A development secret generated once and kept in the data dir, so restarts keep sessions.
+
+    The file appears complete or not at all (written aside, then linked into place), so a
+    second worker starting at the same moment never reads a half-written, empty key.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    value = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker won the race
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
+    if not path.exists():
+        fd, scratch = tempfile.mkstemp(prefix=".secret_key.", dir=data_dir)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(scratch, path)
+        except FileExistsError:  # another process won the race; use its key
+            pass
+        except OSError:  # a filesystem without hard links (some mounted volumes)
+            if not path.exists():
+                os.replace(scratch, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
+    value = path.read_text().strip()
+    if len(value) < MIN_PROD_SECRET_LENGTH:
+        raise ValueError(
+            f"{path} holds no usable secret; delete it to have a new one generated "
+            "(signed-in sessions will end)"
+        )
     return value
 
 

@@ -4,6 +4,7 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.config import get_settings
@@ -15,6 +16,10 @@ if config.config_file_name and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+
+# Several app instances may start at once, each running `hejie db upgrade`; on PostgreSQL they
+# take turns on this lock (held until the migration transaction ends) instead of colliding.
+MIGRATION_LOCK_ID = 0x48454A4945  # "HEJIE"
 
 
 def _url() -> str:
@@ -30,6 +35,8 @@ def _configure(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 
