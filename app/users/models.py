@@ -34,6 +34,9 @@ class User(Base):
     bank_id: Mapped[str | None] = mapped_column(ForeignKey("banks.id"), index=True)
     institution_id: Mapped[str | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Consecutive failed staff sign-ins; too many lock the account for a while.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_column()
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -139,8 +139,16 @@ async def get_borrower_by_phone(
     )
 
 
+MAX_FAILED_LOGINS = 10
+LOCKOUT = timedelta(minutes=15)
+
+
 async def sign_in_staff(session: AsyncSession, *, username: str, password: str, totp: str) -> User:
-    """Password and TOTP; every failure looks the same, and each TOTP code works once."""
+    """Password and TOTP; every failure looks the same, and each TOTP code works once.
+
+    Ten failures in a row lock the account for 15 minutes, so a password cannot be guessed
+    online; the failures are kept although the request fails.
+    """
     refused = Unauthenticated(
         "Wrong username, password or authenticator code", code="invalid_credentials"
     )
@@ -148,16 +156,32 @@ async def sign_in_staff(session: AsyncSession, *, username: str, password: str, 
     if user is None or user.password_hash is None or user.totp_secret is None:
         security.verify_password(security.dummy_password_hash(), password)
         raise refused
-    if not security.verify_password(user.password_hash, password) or not user.is_active:
-        raise refused
-    problem = await _claim_totp(session, user=user, code=totp)
-    if problem == "totp_reused":
-        raise Unauthenticated(
-            "That authenticator code was already used; wait for the next one", code=problem
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        raise RateLimited(
+            "Too many failed sign-ins; this account is locked for 15 minutes",
+            code="login_locked",
         )
-    if problem:
+    problem = None
+    if not security.verify_password(user.password_hash, password) or not user.is_active:
+        problem = "invalid_credentials"
+    else:
+        problem = await _claim_totp(session, user=user, code=totp)
+    if problem is not None:
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.failed_logins = 0
+            user.locked_until = now + LOCKOUT
+        await session.flush()
+        if problem == "totp_reused":
+            refused = Unauthenticated(
+                "That authenticator code was already used; wait for the next one", code=problem
+            )
+        refused.keep_changes = True
         raise refused
-    user.last_login_at = utcnow()
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
     await session.flush()
     return user
 

@@ -268,3 +268,50 @@ async def test_cookie_session_needs_csrf_header_for_changes(
     assert await env.count(Case) == 0
     r = await client.post("/api/v1/cases", json=application(), headers={"X-CSRF-Token": csrf})
     assert r.status_code == 201
+
+
+async def test_ten_failed_staff_logins_lock_the_account(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    staff = world.bank_east
+    assert staff.totp_secret
+    for _ in range(10):
+        r = await client.post(
+            "/api/v1/auth/login",
+            json={"username": "bank.east", "password": "Not-The-Password-1", "totp": "000000"},
+        )
+        assert r.status_code == 401
+    # Now even the right password and code are refused, with a reason.
+    right = {
+        "username": "bank.east",
+        "password": staff.password,
+        "totp": security.current_totp(staff.totp_secret),
+    }
+    r = await client.post("/api/v1/auth/login", json=right)
+    assert r.status_code == 429
+    assert r.json()["code"] == "login_locked"
+    # Another account is unaffected.
+    other = world.bank_demo
+    assert other.totp_secret
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={
+            "username": "bank.demo",
+            "password": other.password,
+            "totp": security.current_totp(other.totp_secret),
+        },
+    )
+    assert r.status_code == 200
+    client.cookies.clear()
+    # When the lock has passed, the right credentials work again.
+    async with env.session() as s:
+        await s.execute(
+            update(User)
+            .where(User.username == "bank.east")
+            .values(locked_until=utcnow() - timedelta(seconds=1))
+        )
+    r = await client.post("/api/v1/auth/login", json=right)
+    assert r.status_code == 200
+    async with env.session() as s:
+        user = await s.scalar(select(User).where(User.username == "bank.east"))
+        assert user is not None and user.failed_logins == 0 and user.locked_until is None
