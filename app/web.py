@@ -67,12 +67,12 @@ def render(
 ) -> HTMLResponse:
     locale = request_locale(request)
     settings = _settings(request)
-    auth = getattr(request.state, "auth", None)
     ctx: dict[str, Any] = {
         "_": i18n.translations(locale).gettext,
         "locale": locale,
         "html_lang": "zh-CN" if locale == "zh_CN" else "en",
-        "me": auth.user if auth else None,
+        # Plain values: an error page is drawn after the request's transaction has ended.
+        "me": getattr(request.state, "viewer", None),
         "csrf_token": form_csrf_token(request),
         "is_dev": settings.is_dev,
         "money": lambda fen: i18n.format_fen(fen, locale),

@@ -1,6 +1,6 @@
 """The bank portal: this bank's cases, and confirming the debt of an application."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -9,8 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases import service as cases
 from app.cases.states import Status
 from app.db import SessionDep
-from app.portals.borrower import yuan_to_fen
-from app.portals.common import act_or_show, case_context, load_case, page, portal_user
+from app.portals.common import (
+    Problem,
+    ShowRefusal,
+    act_or_show,
+    case_context,
+    load_case,
+    page,
+    portal_user,
+    yuan_to_fen,
+)
+from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import DebtConfirmation
 from app.users.models import Role, User
@@ -18,15 +27,29 @@ from app.users.models import Role, User
 router = APIRouter(prefix="/bank", include_in_schema=False)
 BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
 
+# The debt form's labels, to say which field a refusal is about.
+DEBT_FIELDS = {
+    "principal_fen": N_("Principal"),
+    "interest_fen": N_("Interest"),
+    "fees_fen": N_("Fees and penalties"),
+    "days_overdue": N_("Days overdue"),
+}
+
+
+def _whole_number(value: str) -> int | str:
+    """A count typed by a person; anything else is left for the validator to refuse."""
+    try:
+        return int(value.strip())
+    except ValueError:
+        return value
+
 
 @router.get("")
 async def case_list(
     request: Request, user: BankPortalUser, session: SessionDep, status: str | None = None
 ) -> Response:
-    selected = status if status in Status.__members__.values() else None
-    items, _ = await cases.list_visible(
-        session, user=user, status=Status(selected) if selected else None, limit=100
-    )
+    selected = Status(status) if status in set(Status) else None
+    items, _ = await cases.list_visible(session, user=user, status=selected, limit=100)
     return page(
         request,
         "bank/cases.html",
@@ -36,11 +59,18 @@ async def case_list(
     )
 
 
-def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> Any:
-    async def show(message: str, status: int) -> Response:
+def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> ShowRefusal:
+    async def show(problems: list[Problem], status: int) -> Response:
         case = await load_case(session, user, case_id)
         context = await case_context(session, case, user)
-        return page(request, "bank/case.html", error=message, status=status, **context)
+        return page(
+            request,
+            "bank/case.html",
+            here=f"/bank/cases/{case_id}",
+            error=problems,
+            status=status,
+            **context,
+        )
 
     return show
 
@@ -61,13 +91,12 @@ async def confirm_debt(
     form = await request.form()
 
     async def action() -> None:
-        days = str(form.get("days_overdue", "")).strip()
         data = DebtConfirmation.model_validate(
             {
                 "principal_fen": yuan_to_fen(str(form.get("principal_yuan", ""))),
                 "interest_fen": yuan_to_fen(str(form.get("interest_yuan", ""))),
                 "fees_fen": yuan_to_fen(str(form.get("fees_yuan", ""))),
-                "days_overdue": int(days) if days.isdigit() else days,
+                "days_overdue": _whole_number(str(form.get("days_overdue", ""))),
             }
         )
         await review.confirm_debt(session, case=case, actor=user, data=data)
@@ -75,7 +104,9 @@ async def confirm_debt(
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, user, case_id),
         success_url=f"/bank/cases/{case_id}",
+        field_labels=DEBT_FIELDS,
     )

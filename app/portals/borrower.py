@@ -5,24 +5,30 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
-from app.cases import documents
 from app.cases import service as cases
-from app.cases.schemas import CaseCreate, DocumentKind
+from app.cases.schemas import CaseCreate
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import AppError, Invalid
 from app.orgs.models import Bank
 from app.portals.common import (
+    Problem,
+    ShowRefusal,
     act_or_show,
+    add_document_from_form,
     case_context,
     load_case,
     page,
     portal_user,
+    refusal_message,
     require_form_csrf,
+    undo,
     validation_messages,
+    yuan_to_fen,
 )
 from app.review import service as review
 from app.review.schemas import Resubmit
@@ -56,6 +62,7 @@ async def send_code(request: Request, session: SessionDep, settings: SettingsDep
         return page(
             request,
             "borrower/login.html",
+            here="/borrower/login",
             step="phone",
             phone=phone,
             error=exc.message,
@@ -65,6 +72,7 @@ async def send_code(request: Request, session: SessionDep, settings: SettingsDep
     return page(
         request,
         "borrower/login.html",
+        here="/borrower/login",
         step="code",
         phone=phone,
         next=next_url,
@@ -84,10 +92,11 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
             raise Invalid("Enter the 6-digit code from the SMS", code="invalid_code_format")
         user = await users.sign_in_borrower(session, settings, phone=phone, code=code)
     except AppError as exc:
-        await (session.commit() if exc.keep_changes else session.rollback())
+        await undo(session, None, keep_changes=exc.keep_changes)
         return page(
             request,
             "borrower/login.html",
+            here="/borrower/login",
             step="code",
             phone=phone,
             error=exc.message,
@@ -112,8 +121,6 @@ async def home(request: Request, user: BorrowerPortalUser, session: SessionDep) 
 
 
 async def _banks(session: AsyncSession) -> list[Bank]:
-    from sqlalchemy import select
-
     return list(await session.scalars(select(Bank).order_by(Bank.name)))
 
 
@@ -128,33 +135,17 @@ APPLY_FIELDS = (
     "monthly_expenses_yuan",
     "claimed_debt_yuan",
     "contact_window",
+    "consent_personal_info",
+    "consent_sensitive_info",
 )
-
-
-def yuan_to_fen(value: str) -> int | str | None:
-    """Parse a yuan amount typed by a person ("1,234.5") into fen; leave junk for the validator."""
-    from decimal import Decimal, InvalidOperation
-
-    cleaned = value.replace(",", "").replace("，", "").replace("¥", "").strip()
-    if not cleaned:
-        return None
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        return value
-    if not amount.is_finite():
-        return value
-    fen = amount * 100
-    if fen != fen.to_integral_value():
-        return value  # more than two decimals: refused as non-integer fen
-    return int(fen)
 
 
 def _application_from_form(form: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     values = {k: str(form.get(k, "")).strip() for k in APPLY_FIELDS}
     body: dict[str, Any] = {
         "bank_code": values["bank_code"],
-        "account_ref": values["account_ref"] or None,
+        # Card numbers are printed, and typed, in groups: "6222 0000 1111 2222".
+        "account_ref": "".join(values["account_ref"].split()) or None,
         "full_name": values["full_name"],
         "id_number": values["id_number"],
         "hardship_reason": values["hardship_reason"],
@@ -164,8 +155,8 @@ def _application_from_form(form: dict[str, Any]) -> tuple[dict[str, str], dict[s
         "claimed_debt_fen": yuan_to_fen(values["claimed_debt_yuan"]),
         "contact_window": values["contact_window"] or "any",
         "consent": {
-            "personal_info": form.get("consent_personal_info") == "yes",
-            "sensitive_info": form.get("consent_sensitive_info") == "yes",
+            "personal_info": values["consent_personal_info"] == "yes",
+            "sensitive_info": values["consent_sensitive_info"] == "yes",
         },
     }
     return values, body
@@ -190,6 +181,7 @@ async def apply(
     form = dict(await request.form())
     values, body = _application_from_form(form)
     errors: dict[str, str] = {}
+    status = 422
     try:
         data = CaseCreate.model_validate(body)
         case = await cases.create(session, settings, borrower=user, data=data)
@@ -199,8 +191,9 @@ async def apply(
             for field, message in validation_messages(exc).items()
         }
     except AppError as exc:
-        await session.rollback()
-        errors = {"form": exc.message}
+        await undo(session, user)
+        errors = {"form": refusal_message(exc)}
+        status = exc.status
     if errors:
         values.pop("id_number", None)  # never echo the ID number back into the page
         return page(
@@ -209,7 +202,7 @@ async def apply(
             banks=await _banks(session),
             values=values,
             errors=errors,
-            status=422 if "form" not in errors else 409,
+            status=status,
         )
     return redirect(f"/borrower/cases/{case.id}")
 
@@ -225,11 +218,18 @@ async def case_page(
     return page(request, "borrower/case.html", **await case_context(session, case, user))
 
 
-def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> Any:
-    async def show(message: str, status: int) -> Response:
+def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> ShowRefusal:
+    async def show(problems: list[Problem], status: int) -> Response:
         case = await load_case(session, user, case_id)
         context = await case_context(session, case, user)
-        return page(request, "borrower/case.html", error=message, status=status, **context)
+        return page(
+            request,
+            "borrower/case.html",
+            here=f"/borrower/cases/{case_id}",
+            error=problems,
+            status=status,
+            **context,
+        )
 
     return show
 
@@ -243,29 +243,14 @@ async def upload(
     settings: SettingsDep,
 ) -> Response:
     case = await load_case(session, user, case_id)
-    form = await request.form()
-    upload_file = form.get("file")
-    kind = str(form.get("kind", ""))
 
     async def action() -> None:
-        if kind not in DocumentKind.__members__.values() or isinstance(upload_file, str):
-            raise Invalid("Choose the kind of document and a file", code="invalid_upload")
-        if upload_file is None:
-            raise Invalid("Choose a file to upload", code="invalid_upload")
-        data = await documents.read_upload(upload_file, settings.max_upload_bytes)
-        await documents.add(
-            session,
-            settings,
-            case=case,
-            actor=user,
-            kind=DocumentKind(kind),
-            data=data,
-            filename=upload_file.filename,
-        )
+        await add_document_from_form(request, session, settings, case=case, user=user)
 
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, user, case_id),
         success_url=f"/borrower/cases/{case_id}",
@@ -282,6 +267,7 @@ async def withdraw(
     return await act_or_show(
         request,
         session,
+        user=user,
         action=lambda: cases.withdraw(session, case=case, actor=user, reason=reason),
         on_error=_redisplay(request, session, user, case_id),
         success_url=f"/borrower/cases/{case_id}",
@@ -304,6 +290,7 @@ async def resubmit(
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, user, case_id),
         success_url=f"/borrower/cases/{case_id}",

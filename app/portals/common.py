@@ -1,24 +1,29 @@
 """What every portal page needs: the signed-in user by cookie, CSRF on forms, case page data."""
 
-from collections.abc import Awaitable, Callable
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
+from app.cases.schemas import DocumentKind
 from app.cases.timeline import list_events
+from app.config import Settings
 from app.db import SessionDep
 from app.deps import SettingsDep
-from app.errors import AppError, Forbidden, NotFound, Unauthenticated
+from app.errors import AppError, Forbidden, Invalid, NotFound, Unauthenticated
 from app.portals import labels
-from app.users.deps import Auth, authenticate
+from app.users.deps import authenticate
 from app.users.models import Role, User
-from app.web import form_csrf_ok, render
+from app.web import form_csrf_ok, redirect, render
 
 
 class CsrfFailed(Forbidden):
@@ -30,7 +35,7 @@ def portal_user(*roles: Role) -> Callable[..., Awaitable[User]]:
     allowed = frozenset(roles)
 
     async def dependency(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-        auth: Auth | None = await authenticate(request, session, settings)
+        auth = await authenticate(request, session, settings)
         if auth is None:
             raise Unauthenticated("Please sign in", code="not_authenticated")
         if allowed and auth.user.role not in allowed:
@@ -50,6 +55,25 @@ async def require_form_csrf(request: Request) -> dict[str, Any]:
     return dict(form)
 
 
+def yuan_to_fen(value: str) -> int | str | None:
+    """Parse a yuan amount typed by a person ("1,234.5") into fen; leave junk for the validator."""
+    # NFKC folds what a Chinese keyboard types (full-width digits, "．", "，", "￥") to ASCII.
+    cleaned = "".join(unicodedata.normalize("NFKC", value).replace(",", "").split())
+    cleaned = cleaned.removeprefix("¥").removesuffix("元")
+    if not cleaned:
+        return None
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        return value
+    if not amount.is_finite():
+        return value
+    fen = amount * 100
+    if fen != fen.to_integral_value():
+        return value  # more than two decimals: refused as non-integer fen
+    return int(fen)
+
+
 async def load_case(session: AsyncSession, user: User, case_id: str) -> Case:
     case = await cases.get_visible(session, user=user, case_id=case_id)
     if case is None:
@@ -66,42 +90,93 @@ async def case_context(session: AsyncSession, case: Case, user: User) -> dict[st
     }
 
 
+async def add_document_from_form(
+    request: Request, session: AsyncSession, settings: Settings, *, case: Case, user: User
+) -> None:
+    """The upload form of a case page: a kind of document and one file."""
+    form = await request.form()
+    kind = str(form.get("kind", ""))
+    upload = form.get("file")
+    if kind not in set(DocumentKind):
+        raise Invalid("Choose the kind of document and a file", code="invalid_upload")
+    # With no file chosen, a browser still sends the part: empty, with an empty file name.
+    if not isinstance(upload, UploadFile) or (not upload.filename and not upload.size):
+        raise Invalid("Choose a file to upload", code="invalid_upload")
+    data = await documents.read_upload(upload, settings.max_upload_bytes)
+    await documents.add(
+        session,
+        settings,
+        case=case,
+        actor=user,
+        kind=DocumentKind(kind),
+        data=data,
+        filename=upload.filename,
+    )
+
+
+# A refusal shown above a form: the label of the field it is about (or None), and the message.
+Problem = tuple[str | None, str]
+ShowRefusal = Callable[[list[Problem], int], Awaitable[Response]]
+
+
 def validation_messages(exc: ValidationError) -> dict[str, str]:
     """Field name → message, for showing next to form inputs."""
     messages: dict[str, str] = {}
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         field = loc[0] if loc else "form"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        messages.setdefault(field, message)
+        message = labels.VALIDATION_BY_TYPE.get(err["type"]) or str(err["msg"])
+        messages.setdefault(field, message.removeprefix("Value error, "))
     return messages
+
+
+def refusal_message(exc: AppError) -> str:
+    """What to tell a person about a refusal; a few domain messages carry values, so not these."""
+    return labels.REFUSAL.get(exc.code, exc.message)
 
 
 async def act_or_show(
     request: Request,
     session: AsyncSession,
     *,
+    user: User,
     action: Callable[[], Awaitable[Any]],
-    on_error: Callable[[str, int], Awaitable[Response]],
+    on_error: ShowRefusal,
     success_url: str,
+    field_labels: Mapping[str, str] | None = None,
 ) -> Response:
     """Run a form's action; on a refusal roll back and show the page again with the reason."""
-    from app.web import redirect
-
     try:
         await action()
     except ValidationError as exc:
-        await session.rollback()
-        return await on_error("; ".join(validation_messages(exc).values()), 422)
+        await undo(session, user)
+        names = field_labels or {}
+        problems = [(names.get(f), m) for f, m in validation_messages(exc).items()]
+        return await on_error(problems, 422)
     except AppError as exc:
         if isinstance(exc, CsrfFailed):
             raise
-        # A refusal that must still be recorded (a wrong login code counts as an attempt).
-        await (session.commit() if exc.keep_changes else session.rollback())
-        return await on_error(exc.message, exc.status)
+        await undo(session, user, keep_changes=exc.keep_changes)
+        return await on_error([(None, refusal_message(exc))], exc.status)
     return redirect(success_url)
 
 
-def page(request: Request, template: str, **context: Any) -> Response:
+async def undo(session: AsyncSession, user: User | None, *, keep_changes: bool = False) -> None:
+    """End a refused form's transaction, and load the signed-in user again for the page."""
+    # A refusal that must still be recorded (a wrong login code counts as an attempt) commits.
+    await (session.commit() if keep_changes else session.rollback())
+    if user is not None:
+        await session.refresh(user)
+
+
+def page(request: Request, template: str, *, here: str | None = None, **context: Any) -> Response:
+    """Render a portal page; `here` is where the language switch returns to.
+
+    A page shown in answer to a form post must name a page that can be fetched again: the form's
+    own address only accepts posts.
+    """
     status = context.pop("status", 200)
-    return render(request, template, {"labels": labels.ALL, **context}, status=status)
+    if here is None:
+        query = request.url.query if request.method == "GET" else ""
+        here = request.url.path + (f"?{query}" if query else "")
+    return render(request, template, {"labels": labels.ALL, **context, "path": here}, status=status)

@@ -72,6 +72,26 @@ ALL = {
     "role": ROLE,
 }
 
+# Pydantic messages that show internals (a pattern, the allowed values), replaced by error type.
+VALIDATION_BY_TYPE = {
+    "string_pattern_mismatch": N_("This contains characters that are not allowed here"),
+    "string_too_short": N_("This is too short"),
+    "string_too_long": N_("This is too long"),
+    "enum": N_("Choose one of the options"),
+}
+
+# Domain refusals whose messages carry values (a status, a code) and so cannot be translated,
+# said again by their stable code.
+REFUSAL = {
+    "illegal_transition": N_(
+        "This is not possible at the case's current stage; the page shows where it stands now."
+    ),
+    "not_under_review": N_("This is only possible while the application is under review."),
+    "uploads_closed": N_("Documents can no longer be added to this case."),
+    "file_too_large": N_("The file is too large."),
+    "unknown_bank": N_("Choose a bank from the list."),
+}
+
 # Pydantic's own messages that people meet in the portal forms.
 VALIDATION = (
     N_("Field required"),

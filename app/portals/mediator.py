@@ -6,14 +6,22 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cases import documents
 from app.cases import service as cases
-from app.cases.schemas import DocumentKind
 from app.cases.states import Status
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import Invalid
-from app.portals.common import act_or_show, case_context, load_case, page, portal_user
+from app.portals.common import (
+    Problem,
+    ShowRefusal,
+    act_or_show,
+    add_document_from_form,
+    case_context,
+    load_case,
+    page,
+    portal_user,
+)
+from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import IdentityCheck, Review
 from app.users.models import Role, User
@@ -49,10 +57,17 @@ async def _review_context(
 
 def _redisplay(
     request: Request, session: AsyncSession, settings: SettingsDep, user: User, case_id: str
-) -> Any:
-    async def show(message: str, status: int) -> Response:
+) -> ShowRefusal:
+    async def show(problems: list[Problem], status: int) -> Response:
         context = await _review_context(session, settings, user, case_id)
-        return page(request, "mediator/case.html", error=message, status=status, **context)
+        return page(
+            request,
+            "mediator/case.html",
+            here=f"/mediator/cases/{case_id}",
+            error=problems,
+            status=status,
+            **context,
+        )
 
     return show
 
@@ -92,6 +107,7 @@ async def identity_check(
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, settings, user, case_id),
         success_url=f"/mediator/cases/{case_id}",
@@ -118,9 +134,11 @@ async def decide(
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, settings, user, case_id),
         success_url=f"/mediator/cases/{case_id}",
+        field_labels={"decision": N_("Decision")},
     )
 
 
@@ -133,31 +151,14 @@ async def upload(
     settings: SettingsDep,
 ) -> Response:
     case = await load_case(session, user, case_id)
-    form = await request.form()
-    upload_file = form.get("file")
-    kind = str(form.get("kind", ""))
 
     async def action() -> None:
-        if (
-            kind not in DocumentKind.__members__.values()
-            or upload_file is None
-            or isinstance(upload_file, str)
-        ):
-            raise Invalid("Choose the kind of document and a file", code="invalid_upload")
-        data = await documents.read_upload(upload_file, settings.max_upload_bytes)
-        await documents.add(
-            session,
-            settings,
-            case=case,
-            actor=user,
-            kind=DocumentKind(kind),
-            data=data,
-            filename=upload_file.filename,
-        )
+        await add_document_from_form(request, session, settings, case=case, user=user)
 
     return await act_or_show(
         request,
         session,
+        user=user,
         action=action,
         on_error=_redisplay(request, session, settings, user, case_id),
         success_url=f"/mediator/cases/{case_id}",

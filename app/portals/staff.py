@@ -7,8 +7,9 @@ from pydantic import ValidationError
 from app import security
 from app.db import SessionDep
 from app.deps import SettingsDep
-from app.errors import AppError
-from app.portals.common import page, require_form_csrf, validation_messages
+from app.errors import AppError, Invalid
+from app.portals.common import Problem, page, require_form_csrf, undo, validation_messages
+from app.portals.labels import N_
 from app.portals.public import HOME_FOR_ROLE
 from app.users import service as users
 from app.users.deps import set_session_cookie
@@ -17,6 +18,11 @@ from app.users.schemas import StaffLogin
 from app.web import redirect, safe_next
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
+STAFF_FIELDS = {
+    "username": N_("Username"),
+    "password": N_("Password"),
+    "totp": N_("Authenticator code"),
+}
 
 
 @router.get("/login")
@@ -30,26 +36,31 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
     values = {k: str(form.get(k, "")) for k in ("username", "password", "totp")}
     next_url = safe_next(str(form.get("next", "")), "")
     try:
+        if not all(values.values()):
+            raise Invalid(
+                "Enter your username, password and authenticator code", code="invalid_input"
+            )
+        if not (len(values["totp"]) == 6 and values["totp"].isascii() and values["totp"].isdigit()):
+            raise Invalid(
+                "Enter the 6-digit code from your authenticator app", code="invalid_totp_format"
+            )
         data = StaffLogin.model_validate(values)
         user = await users.sign_in_staff(
             session, username=data.username, password=data.password, totp=data.totp
         )
     except (ValidationError, AppError) as exc:
-        if isinstance(exc, AppError) and exc.keep_changes:
-            await session.commit()
-        else:
-            await session.rollback()
-        message = (
-            "; ".join(validation_messages(exc).values())
+        await undo(session, None, keep_changes=isinstance(exc, AppError) and exc.keep_changes)
+        problems: list[Problem] = (
+            [(STAFF_FIELDS.get(f), m) for f, m in validation_messages(exc).items()]
             if isinstance(exc, ValidationError)
-            else exc.message
+            else [(None, exc.message)]
         )
         values.pop("password")
         values.pop("totp")
         return page(
             request,
             "staff_login.html",
-            error=message,
+            error=problems,
             values=values,
             next=next_url,
             status=422 if isinstance(exc, ValidationError) else exc.status,

@@ -25,6 +25,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
+class Viewer:
+    """Who is signed in, as plain values: safe to show after the request's session has closed."""
+
+    id: str
+    role: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Auth:
     user: User
     claims: security.TokenClaims
@@ -57,6 +66,8 @@ async def authenticate(request: Request, session: SessionDep, settings: Settings
         if auth is None and not via_cookie:
             raise Unauthenticated("The token is invalid, expired or revoked", code="invalid_token")
     request.state.auth = auth
+    if auth is not None:
+        request.state.viewer = Viewer(auth.user.id, auth.user.role, auth.user.display_name)
     return auth
 
 
