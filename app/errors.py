@@ -114,14 +114,21 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
+def render_error(request: Request, exc: AppError) -> Response:
+    """JSON for API paths, the portal's error page for the rest."""
+    if wants_json(request):
+        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
+    from app.web import render_error_page
+
+    return render_error_page(request, exc.status, exc.code, exc.message)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    from app.web import render_error_page  # portals are optional for the handler module
+    from app.web import render_error_page
 
     async def app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
-        if wants_json(request):
-            return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
-        return render_error_page(request, exc.status, exc.code, exc.message)
+        return render_error(request, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -1,7 +1,6 @@
 """Pure ASGI middleware: security headers on every response, and a cap on request bodies."""
 
-import json
-
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
@@ -64,7 +63,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared < 0 or declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(scope, receive, send)
                     return
         received = 0
         refused = False
@@ -82,30 +81,21 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
         except Exception:
             if refused:  # the parser wrapped our signal in its own error
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
             else:
                 raise
 
     @staticmethod
-    async def _refuse(send: Send) -> None:
-        body = json.dumps(
-            {"detail": "The request body is too large", "code": "payload_too_large"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        from app.errors import PayloadTooLarge, render_error
+
+        error = PayloadTooLarge("The request body is too large", code="payload_too_large")
+        response = render_error(Request(scope), error)
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
 
 class _TooLarge(Exception):

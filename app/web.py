@@ -95,11 +95,22 @@ def render(
 
 
 def render_error_page(request: Request, status: int, code: str, message: str) -> Response:
+    path = request.url.path
     if status == 401 and request.method == "GET":
-        return redirect(login_path_for(request.url.path) + "?next=" + quote(request.url.path))
-    return render(
-        request, "error.html", {"status": status, "code": code, "message": message}, status=status
-    )
+        here = path + (f"?{request.url.query}" if request.url.query else "")
+        return redirect(login_path_for(path) + "?next=" + quote(here))
+    context: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if request.method != "GET":
+        # The language switch must lead somewhere that can be fetched: not a form's address.
+        context["path"] = portal_home_for(path)
+    return render(request, "error.html", context, status=status)
+
+
+def portal_home_for(path: str) -> str:
+    for home in ("/borrower", "/mediator", "/bank"):
+        if path == home or path.startswith(home + "/"):
+            return home
+    return "/"
 
 
 def login_path_for(path: str) -> str:

@@ -188,3 +188,35 @@ async def test_logout_with_a_session_bound_form_needs_that_session(
     r = await client.post("/logout", data={"csrf_token": anon_token})
     assert r.status_code == 403
     assert (await client.get("/borrower")).status_code == 200
+
+
+async def test_sign_in_redirect_keeps_the_query(client: httpx.AsyncClient, env: Backend) -> None:
+    r = await client.get("/bank?status=accepted")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/staff/login?next=/bank%3Fstatus%3Daccepted"
+
+
+async def test_error_page_after_a_post_switches_language_to_a_fetchable_page(
+    alice: httpx.AsyncClient,
+) -> None:
+    # A form post without its token is refused; the page's language link must not point at
+    # the POST-only address.
+    r = await alice.post("/borrower/cases/nope/withdraw", data={"csrf_token": "forged"})
+    assert r.status_code == 403
+    assert 'href="/lang/en?next=/borrower"' in r.text
+
+
+async def test_oversize_body_in_a_portal_is_an_html_page(
+    alice: httpx.AsyncClient, env: Backend
+) -> None:
+    r = await alice.post(
+        "/borrower/cases/x/documents",
+        content=b"x",
+        headers={
+            "Content-Length": str(env.settings.max_upload_bytes * 2),
+            "Content-Type": "multipart/form-data; boundary=x",
+        },
+    )
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("text/html")
+    assert "上传的内容过大" in r.text
