@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.cases.models import Case, CaseEvent, Document
+from app.cases.models import Case, Document
 from app.i18n import LANG_COOKIE
 from app.notifications.models import OutboxMessage
 from app.users.deps import SESSION_COOKIE
@@ -21,7 +21,9 @@ from tests.portals.util import (
     anon_csrf_cookie,
     cookie_attributes,
     csrf_of,
+    event_kinds,
     latest_sms_code,
+    load_case,
     outbox_messages,
     request_code,
     session_cookie,
@@ -35,21 +37,6 @@ NEW_PHONE = "13700000099"
 async def sms_codes(env: Backend) -> list[SmsCode]:
     async with env.session() as s:
         return list(await s.scalars(select(SmsCode).order_by(SmsCode.id)))
-
-
-async def load_case(env: Backend, case_id: str) -> Case:
-    async with env.session() as s:
-        case = await s.get(Case, case_id)
-        assert case is not None
-        return case
-
-
-async def event_kinds(env: Backend, case_id: str) -> list[str]:
-    async with env.session() as s:
-        rows = await s.scalars(
-            select(CaseEvent.kind).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
-        )
-        return list(rows)
 
 
 # --- sign in -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from app import security
-from app.cases.models import Case, CaseEvent, Document
+from app.cases.models import Document
 from app.users.deps import SESSION_COOKIE
 from app.web import ANON_CSRF_COOKIE
 from tests.helpers import (
@@ -26,26 +26,13 @@ from tests.portals.util import (
     alert_of,
     cookie_attributes,
     csrf_of,
+    event_kinds,
+    load_case,
     session_cookie,
     set_cookie_header,
     sign_in_borrower,
     sign_in_staff,
 )
-
-
-async def load_case(env: Backend, case_id: str) -> Case:
-    async with env.session() as s:
-        case = await s.get(Case, case_id)
-        assert case is not None
-        return case
-
-
-async def event_kinds(env: Backend, case_id: str) -> list[str]:
-    async with env.session() as s:
-        rows = await s.scalars(
-            select(CaseEvent.kind).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
-        )
-        return list(rows)
 
 
 async def apply_with_id_card(client: httpx.AsyncClient, world: World) -> dict[str, str]:

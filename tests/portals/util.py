@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import select
 
 from app import security
+from app.cases.models import Case, CaseEvent
 from app.notifications.models import OutboxMessage
 from app.users.deps import SESSION_COOKIE
 from app.web import ANON_CSRF_COOKIE
@@ -49,6 +50,21 @@ def set_cookie_header(response: httpx.Response, name: str) -> str:
 
 def cookie_attributes(header: str) -> set[str]:
     return {part.strip().lower() for part in header.split(";")[1:]}
+
+
+async def load_case(env: Backend, case_id: str) -> Case:
+    async with env.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        return case
+
+
+async def event_kinds(env: Backend, case_id: str) -> list[str]:
+    async with env.session() as s:
+        rows = await s.scalars(
+            select(CaseEvent.kind).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+        )
+        return list(rows)
 
 
 async def outbox_messages(env: Backend, to: str) -> list[OutboxMessage]:
