@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency
 
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
@@ -32,21 +31,17 @@ def translations(locale: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(buffer)
 
 
-def pick_locale(cookie_value: str | None, accept_language: str | None) -> str:
-    if cookie_value in LOCALES:
-        return cookie_value
-    # The platform is Chinese-first: English only when the browser prefers it over Chinese.
-    if accept_language:
-        first = accept_language.split(",")[0].strip().lower()
-        if first.startswith("en"):
-            return "en"
-    return DEFAULT_LOCALE
+def pick_locale(cookie_value: str | None) -> str:
+    """zh-CN unless the person chose English with the switch (whatever the browser prefers)."""
+    return cookie_value if cookie_value in LOCALES else DEFAULT_LOCALE
 
 
-def format_fen(amount_fen: int | None, locale: str) -> str:
+def format_fen(amount_fen: int | None) -> str:
+    """¥1,234.56 in both languages (Babel's English form, CN¥, reads oddly here)."""
     if amount_fen is None:
         return "—"
-    return str(format_currency(Decimal(amount_fen) / 100, "CNY", locale=locale))
+    sign = "-" if amount_fen < 0 else ""
+    return f"{sign}¥{Decimal(abs(amount_fen)) / 100:,.2f}"
 
 
 def fen_to_yuan(amount_fen: int) -> str:

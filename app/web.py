@@ -26,9 +26,7 @@ def templates() -> Jinja2Templates:
 
 
 def request_locale(request: Request) -> str:
-    return i18n.pick_locale(
-        request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
-    )
+    return i18n.pick_locale(request.cookies.get(i18n.LANG_COOKIE))
 
 
 def gettext_for(request: Request) -> Any:
@@ -75,7 +73,7 @@ def render(
         "me": getattr(request.state, "viewer", None),
         "csrf_token": form_csrf_token(request),
         "is_dev": settings.is_dev,
-        "money": lambda fen: i18n.format_fen(fen, locale),
+        "money": i18n.format_fen,
         "yuan": i18n.fen_to_yuan,
         "path": request.url.path,
     }

@@ -159,6 +159,10 @@ def _application_from_form(form: dict[str, Any]) -> tuple[dict[str, str], dict[s
             "sensitive_info": values["consent_sensitive_info"] == "yes",
         },
     }
+    # A required field left empty is missing ("this is required"), not a malformed number.
+    for required in ("monthly_income_fen", "monthly_expenses_fen"):
+        if body[required] is None:
+            del body[required]
     return values, body
 
 
@@ -190,6 +194,8 @@ async def apply(
             _FORM_FIELD.get(field, field): message
             for field, message in validation_messages(exc).items()
         }
+        if not values["bank_code"]:
+            errors["bank_code"] = "Choose your bank"
     except AppError as exc:
         await undo(session, user)
         errors = {"form": refusal_message(exc)}

@@ -384,12 +384,12 @@ async def test_empty_form_is_refused_field_by_field_in_chinese(
     assert r.status_code == 422
     errors = dict(re.findall(r'<p class="field-error" id="([a-z_]+)-error">([^<]*)</p>', r.text))
     assert errors == {
-        "bank_code": "内容过短",
+        "bank_code": "请选择银行",
         "full_name": "姓名至少 2 个字",
         "id_number": "身份证号码须为 18 位：17 位数字加 1 位数字或 X",
         "hardship_reason": "请从选项中选择",
-        "monthly_income_yuan": "请输入有效的金额或整数",
-        "monthly_expenses_yuan": "请输入有效的金额或整数",
+        "monthly_income_yuan": "此项必填",
+        "monthly_expenses_yuan": "此项必填",
         "consent": "须同意后方可处理您的申请",
     }
     assert accessibility_problems(r.text) == []

@@ -57,13 +57,16 @@ async def test_language_switch_sets_cookie_and_pages_follow_it(
     assert "Borrower sign in" not in page.text
 
 
-async def test_browser_preferring_english_gets_english(
+async def test_chinese_even_for_an_english_browser_until_switched(
     client: httpx.AsyncClient, env: Backend
 ) -> None:
-    r = await client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9,zh-CN;q=0.5"})
-    assert "Resolve overdue debt through mediation" in r.text
-    r = await client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    # zh-CN is the platform's language; English is a choice the person makes with the switch.
+    english_browser = {"Accept-Language": "en-GB,en;q=0.9"}
+    r = await client.get("/", headers=english_browser)
     assert "通过调解化解逾期债务" in r.text
+    await client.get("/lang/en", params={"next": "/"})
+    r = await client.get("/", headers=english_browser)
+    assert "Resolve overdue debt through mediation" in r.text
 
 
 async def test_unknown_language_is_ignored(client: httpx.AsyncClient, env: Backend) -> None:
