@@ -1,0 +1,129 @@
+"""Who may call what: every API operation, from the route table, against every kind of caller.
+
+A new endpoint without an entry in EXPECTED fails `test_every_operation_has_an_entry`.
+"""
+
+import io
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import Actor, World, apply, png_bytes, upload
+
+# For each operation: who gets what. Callers not named get the default of their column.
+#   anon      - no token                              (401 unless public)
+#   stranger  - another borrower                      (404 on a case they do not own)
+#   other_bank- bank staff of another bank            (404)
+#   other_inst- mediator of another institution       (404)
+#   owner / bank / mediator: the parties; "403" where their role may not act, else "ok"
+PUBLIC = dict.fromkeys(
+    ("anon", "stranger", "other_bank", "other_inst", "owner", "bank", "mediator"), "ok"
+)
+SIGNED_IN = {**PUBLIC, "anon": "401"}
+BORROWERS_ONLY = {**dict.fromkeys(PUBLIC, "403"), "anon": "401", "owner": "ok", "stranger": "ok"}
+CASE_READ = {"owner": "ok", "bank": "ok", "mediator": "ok"}
+EXPECTED: dict[tuple[str, str], dict[str, str]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("POST", "/api/v1/auth/otp"): PUBLIC,
+    ("POST", "/api/v1/auth/otp/verify"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): SIGNED_IN,
+    ("GET", "/api/v1/me"): SIGNED_IN,
+    ("GET", "/api/v1/banks"): PUBLIC,
+    ("GET", "/api/v1/consent-terms"): PUBLIC,
+    ("GET", "/api/v1/cases"): SIGNED_IN,
+    ("POST", "/api/v1/cases"): BORROWERS_ONLY,
+    ("GET", "/api/v1/cases/{case_id}"): CASE_READ,
+    ("GET", "/api/v1/cases/{case_id}/events"): CASE_READ,
+    ("GET", "/api/v1/cases/{case_id}/documents"): CASE_READ,
+    ("POST", "/api/v1/cases/{case_id}/documents"): {"owner": "ok", "bank": "403", "mediator": "ok"},
+    ("GET", "/api/v1/cases/{case_id}/documents/{document_id}"): CASE_READ,
+    ("POST", "/api/v1/cases/{case_id}/withdraw"): {"owner": "ok", "bank": "403", "mediator": "403"},
+    ("POST", "/api/v1/cases/{case_id}/debt-confirmation"): {
+        "owner": "403",
+        "bank": "ok",
+        "mediator": "403",
+    },
+    ("POST", "/api/v1/cases/{case_id}/identity-check"): {
+        "owner": "403",
+        "bank": "403",
+        "mediator": "ok",
+    },
+    ("POST", "/api/v1/cases/{case_id}/review"): {"owner": "403", "bank": "403", "mediator": "ok"},
+    ("POST", "/api/v1/cases/{case_id}/resubmit"): {"owner": "ok", "bank": "403", "mediator": "403"},
+}
+_refs = itertools.count()
+DEFAULTS = {"anon": "401", "stranger": "404", "other_bank": "404", "other_inst": "404"}
+CALLERS = ("anon", "stranger", "other_bank", "other_inst", "owner", "bank", "mediator")
+
+
+async def test_every_operation_has_an_entry(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert operations == set(EXPECTED)
+
+
+def _body(method: str, path: str) -> dict[str, Any]:
+    """A body the route accepts, so an "ok" proves access and not just validation."""
+    if path.endswith("/debt-confirmation"):
+        return {"json": {"principal_fen": 100, "interest_fen": 0, "fees_fen": 0, "days_overdue": 5}}
+    if path.endswith("/identity-check"):
+        return {"json": {"verified": False, "note": "未核验"}}
+    if path.endswith("/review"):
+        return {"json": {"decision": "request_info", "reason": "请补充收入证明"}}
+    if path.endswith("/documents") and method == "POST":
+        return {"files": {"file": ("a.png", io.BytesIO(png_bytes()))}, "data": {"kind": "other"}}
+    if path == "/api/v1/cases" and method == "POST":
+        from tests.helpers import application
+
+        # A fresh account reference per call, so each borrower's application is new.
+        return {"json": application(account_ref=f"MATRIX-{next(_refs)}")}
+    if path == "/api/v1/auth/otp":
+        return {"json": {"phone": f"133{next(_refs):08d}"}}
+    if path == "/api/v1/auth/otp/verify":
+        return {"json": {"phone": "13300000003", "code": "000000"}}
+    if path == "/api/v1/auth/login":
+        return {"json": {"username": "nobody", "password": "x", "totp": "000000"}}
+    return {}
+
+
+def _ok(method: str, path: str, status: int) -> bool:
+    # Sign-in routes called with wrong credentials answer 401 by design; that is "reachable".
+    if path in ("/api/v1/auth/otp/verify", "/api/v1/auth/login"):
+        return status == 401
+    # State rules may refuse a reachable action (409); access itself was granted.
+    return 200 <= status < 300 or status == 409
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(EXPECTED))
+async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path: str) -> None:
+    case = await apply(client, world.alice, account_ref="MATRIX-1")
+    doc = (await upload(client, world.alice, case["id"])).json()
+    if path.endswith("/resubmit"):
+        await client.post(
+            f"/api/v1/cases/{case['id']}/review",
+            headers=world.mediator.headers,
+            json={"decision": "request_info", "reason": "请补充材料"},
+        )
+    url = path.format(case_id=case["id"], document_id=doc["id"])
+    actors: dict[str, Actor | None] = {
+        "anon": None,
+        "stranger": world.bob,
+        "other_bank": world.bank_east,
+        "other_inst": world.mediator_other,
+        "owner": world.alice,
+        "bank": world.bank_demo,
+        "mediator": world.mediator,
+    }
+    rules = {**DEFAULTS, **EXPECTED[(method, path)]}
+    for caller in CALLERS:
+        expected = rules.get(caller, "404")
+        actor = actors[caller]
+        r = await client.request(
+            method, url, headers=actor.headers if actor else {}, **_body(method, path)
+        )
+        client.cookies.clear()
+        got = "ok" if _ok(method, path, r.status_code) else str(r.status_code)
+        assert got == expected, f"{caller} {method} {path}: {r.status_code} {r.text[:200]}"
