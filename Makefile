@@ -13,6 +13,7 @@ PORT ?= 8000
 run: $(STAMP)
 	$(BIN)/hejie db upgrade
 	$(BIN)/hejie demo --if-empty
+	@echo "Serving Hejie on http://$(HOST):$(PORT)  (Ctrl-C stops it)"
 	$(BIN)/hejie serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) system-deps

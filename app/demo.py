@@ -233,13 +233,15 @@ async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrowe
 def describe(logins: list[StaffLogin], settings: Settings) -> str:
     lines = [
         "",
-        "Hejie demo data is loaded. Open http://127.0.0.1:8000",
+        "Hejie demo data is loaded.",
         "",
-        "Borrowers (sign in at /borrower/login with the phone, then the SMS code):",
+        "Borrowers (sign in at /borrower/login with the phone, then the SMS code; apply with the",
+        "name and ID number shown, and the bank's account is found by the ID number):",
     ]
     for b in BORROWERS:
         lines.append(
-            f"  {b.phone}  {b.name}  {b.bank} {b.account_ref} ({b.days_overdue} days overdue)"
+            f"  {b.phone}  {b.name}  ID {b.id_number}  {b.bank} {b.account_ref}"
+            f" ({b.days_overdue} days overdue)"
         )
     lines += [
         "  The SMS code goes to the outbox: .venv/bin/hejie outbox --last 1",
