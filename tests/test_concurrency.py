@@ -1,11 +1,12 @@
 """Races a real user can cause: double-submitted applications, a code used twice at once."""
 
 import asyncio
+import itertools
 
 import httpx
 
 from app.cases.models import Case
-from tests.helpers import Backend, World, application
+from tests.helpers import Backend, World, application, ready_for_decision
 from tests.users.test_auth_api import request_code
 
 
@@ -35,3 +36,37 @@ async def test_one_sms_code_signs_in_once_even_in_parallel(
         )
     )
     assert sorted(r.status_code for r in responses) == [200, 401, 401, 401]
+
+
+async def test_withdraw_racing_accept_keeps_the_timeline_true(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """Either may win; a withdrawn case must never end up accepted, nor the timeline fork."""
+    for _ in range(4):
+        case_id = await ready_for_decision(client, world)
+        accept, withdraw = await asyncio.gather(
+            client.post(
+                f"/api/v1/cases/{case_id}/review",
+                json={"decision": "accept", "reason": ""},
+                headers=world.mediator.headers,
+            ),
+            client.post(f"/api/v1/cases/{case_id}/withdraw", headers=world.alice.headers),
+        )
+        # Whoever loses is told the case changed (409) and nothing of theirs is written.
+        assert {accept.status_code, withdraw.status_code} <= {200, 409}
+        assert 200 in (accept.status_code, withdraw.status_code)
+        events = (
+            await client.get(f"/api/v1/cases/{case_id}/events", headers=world.alice.headers)
+        ).json()
+        moves = [(e["from_status"], e["to_status"]) for e in events if e["to_status"]]
+        # Each move starts where the previous one ended: no two moves from the same status.
+        for (_, previous_to), (next_from, _) in itertools.pairwise(moves):
+            assert next_from == previous_to, moves
+        async with env.session() as s:
+            stored = await s.get(Case, case_id)
+            assert stored is not None
+            assert stored.status == moves[-1][1]
+            assert (stored.open_account_key is None) == (stored.status == "withdrawn")
+        if stored.status != "withdrawn":
+            r = await client.post(f"/api/v1/cases/{case_id}/withdraw", headers=world.alice.headers)
+            assert r.status_code == 200

@@ -18,7 +18,7 @@ from app.cases.schemas import (
     DebtRead,
     IdentityCheckRead,
 )
-from app.cases.states import Status, can_transition, transition
+from app.cases.states import INITIAL, Status, can_transition, transition
 from app.cases.timeline import record_event
 from app.config import Settings
 from app.db import utcnow
@@ -96,7 +96,7 @@ async def create(
     now = utcnow()
     case = Case(
         case_no=new_case_no(now),
-        status=Status.SUBMITTED,
+        status=INITIAL,
         borrower_id=borrower.id,
         bank=bank,
         institution=institution,
@@ -128,7 +128,7 @@ async def create(
             "You already have an open application for this account with this bank",
             code="duplicate_open_case",
         ) from None
-    await record_event(session, case, actor=borrower, kind="submitted", to_status=Status.SUBMITTED)
+    await record_event(session, case, actor=borrower, kind="submitted", to_status=INITIAL)
     return case
 
 

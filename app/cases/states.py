@@ -6,6 +6,7 @@ Nothing else assigns `Case.status`.
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict
@@ -44,6 +45,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.WITHDRAWN: frozenset(),
 }
 
+# Every case starts here.
+INITIAL = S.SUBMITTED
 # A case in one of these no longer blocks a new application for the same account.
 CLOSED = frozenset({S.REJECTED, S.FAILED, S.WITHDRAWN})
 
@@ -61,7 +64,12 @@ async def transition(
     kind: str,
     note: str | None = None,
 ) -> "CaseEvent":
-    """Move the case to `target` and write the timeline entry, or refuse with 409."""
+    """Move the case to `target` and write the timeline entry, or refuse with 409.
+
+    The move is a conditional UPDATE on the status this request saw, so two people acting at
+    once (a borrower withdrawing while the mediator accepts) cannot both succeed.
+    """
+    from app.cases.models import Case
     from app.cases.timeline import record_event
 
     current = Status(case.status)
@@ -70,9 +78,20 @@ async def transition(
             f"A case in status '{current}' cannot move to '{target}'",
             code="illegal_transition",
         )
-    case.status = target
+    values: dict[str, object] = {"status": target}
     if target in CLOSED:
-        case.open_account_key = None
+        values["open_account_key"] = None
+    moved = await session.execute(
+        update(Case)
+        .where(Case.id == case.id, Case.status == current)
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(
+            "The case changed while you were working on it; reload and try again",
+            code="case_changed",
+        )
     return await record_event(
         session, case, actor=actor, kind=kind, note=note, from_status=current, to_status=target
     )
