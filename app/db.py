@@ -83,6 +83,14 @@ def new_id() -> str:
     return f"{millis:012x}{rand:020x}"
 
 
+_ID_CHARS = frozenset("0123456789abcdef")
+
+
+def looks_like_id(value: str) -> bool:
+    """Whether a string from a URL can be one of our ids; anything else is simply not found."""
+    return len(value) == 32 and set(value) <= _ID_CHARS
+
+
 def id_column(**kwargs: Any) -> Mapped[str]:
     return mapped_column(String(32), primary_key=True, default=new_id, **kwargs)
 
@@ -93,7 +101,7 @@ def created_column() -> Mapped[datetime]:
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -104,7 +112,8 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # hide_parameters: an error's text must not carry the row's values (names, phones) to logs.
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -148,22 +148,6 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return render_error_page(request, exc.status_code, code, detail)
 
-    async def unhandled(request: Request, exc: Exception) -> Response:
-        # Type and place only: the exception text itself may carry personal data.
-        log.error(
-            "unhandled %s on %s %s",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            exc_info=(type(exc), exc, None),
-        )
-        if wants_json(request):
-            return JSONResponse(
-                {"detail": "Internal error", "code": "internal_error"}, status_code=500
-            )
-        return render_error_page(request, 500, "internal_error", "Internal error")
-
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unhandled)

@@ -13,7 +13,7 @@ from app.cases.router import router as cases_router
 from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
 from app.errors import install_error_handlers
-from app.middleware import BodySizeLimit, SecurityHeaders
+from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.orgs.router import router as orgs_router
 from app.portals import bank, borrower, mediator, public, staff
 from app.review.router import router as review_router
@@ -79,5 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES)
+    # Outside the size cap (which signals by exception), inside the headers.
+    app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders, hsts=not settings.is_dev)
     return app

@@ -1,7 +1,12 @@
-"""Pure ASGI middleware: security headers on every response, and a cap on request bodies."""
+"""Pure ASGI middleware: security headers, a cap on request bodies, and the last-resort 500."""
+
+import logging
+import traceback
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("hejie.errors")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -78,15 +83,19 @@ class BodySizeLimit:
                     raise _TooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # Once the body is refused, whatever the app answers (a parser's 400, say) is
+            # replaced by the 413 below.
+            if not refused:
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if refused:  # the parser wrapped our signal in its own error
-                await self._refuse(scope, receive, send)
-            else:
+            if not refused:  # the parser may wrap our signal in its own error
                 raise
+        if refused:
+            await self._refuse(scope, receive, send)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,3 +109,41 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class CatchAll:
+    """The last word on an unexpected error: a 500 in the caller's format, and a log line with
+    the exception's type and frames but not its text, which may hold personal data.
+
+    Starlette's own handler would re-raise, and the server would log the full message again.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error(
+                "unhandled %s on %s %s\n%s", type(exc).__name__, scope["method"], scope["path"],
+                frames,
+            )
+            if started:
+                return  # too late for a clean answer; the connection ends here
+            from app.errors import AppError, render_error
+
+            error = AppError("Internal error", code="internal_error", status=500)
+            await render_error(Request(scope), error)(scope, receive, send)

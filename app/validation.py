@@ -1,6 +1,7 @@
 """Checks for Chinese personal identifiers: the 居民身份证 number and mainland mobile numbers."""
 
 import re
+import unicodedata
 from datetime import date
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -13,8 +14,10 @@ PROVINCE_CODES = frozenset(
 MIN_BORROWER_AGE = 18
 MAX_AGE = 120
 
-_ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# ASCII digits only: "\d" would also take full-width and other scripts' digits, which would hash
+# differently from the same number typed in ASCII.
+_ID_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
 def id_check_char(first17: str) -> str:
@@ -24,7 +27,7 @@ def id_check_char(first17: str) -> str:
 
 def normalise_id_number(raw: str, *, today: date | None = None) -> str:
     """Return the canonical 18-character ID number, or raise ValueError saying what is wrong."""
-    value = raw.strip().upper()
+    value = unicodedata.normalize("NFKC", raw).strip().upper()
     if not _ID_SHAPE.match(value):
         raise ValueError("ID number must be 18 characters: 17 digits and a digit or X")
     if int(value[:2]) not in PROVINCE_CODES:
@@ -51,7 +54,7 @@ def mask_id_number(value: str) -> str:
 
 def normalise_phone(raw: str) -> str:
     """Return an 11-digit mainland mobile number, or raise ValueError."""
-    value = re.sub(r"[\s-]", "", raw)
+    value = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", raw))
     if value.startswith("+86"):
         value = value[3:]
     elif value.startswith("0086"):
@@ -63,3 +66,13 @@ def normalise_phone(raw: str) -> str:
 
 def mask_phone(value: str) -> str:
     return value[:3] + "****" + value[-4:]
+
+
+def free_text(value: str) -> str:
+    """Text a person typed: line breaks and tabs are kept, other control characters refused.
+
+    PostgreSQL cannot store NUL in text, and nothing a person types needs the rest.
+    """
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in value):
+        raise ValueError("text must not contain control characters")
+    return value

@@ -1,6 +1,7 @@
 """Uploaded materials: type decided by the bytes, stored content-addressed under the data dir."""
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -17,10 +18,12 @@ from app.cases.service import UPLOAD_STATUSES
 from app.cases.states import Status
 from app.cases.timeline import record_event
 from app.config import Settings
+from app.db import looks_like_id
 from app.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.users.models import User
 
 CHUNK = 64 * 1024
+log = logging.getLogger("hejie.documents")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,15 @@ def safe_filename(name: str | None, file_type: FileType, kind: str) -> str:
 
 def stored_path(settings: Settings, sha256: str) -> Path:
     return settings.documents_dir / sha256[:2] / sha256
+
+
+def file_of(settings: Settings, document: Document) -> Path:
+    """The stored bytes of a document; a row whose file is gone is reported, not a crash."""
+    path = stored_path(settings, document.sha256)
+    if not path.is_file():
+        log.error("document %s has no stored file", document.id)
+        raise NotFound("The file of this document is missing", code="document_file_missing")
+    return path
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -137,9 +149,11 @@ async def list_for_case(session: AsyncSession, *, case: Case) -> list[Document]:
 
 
 async def get(session: AsyncSession, *, case: Case, document_id: str) -> Document:
-    document = await session.scalar(
-        select(Document).where(Document.id == document_id, Document.case_id == case.id)
-    )
+    document = None
+    if looks_like_id(document_id):
+        document = await session.scalar(
+            select(Document).where(Document.id == document_id, Document.case_id == case.id)
+        )
     if document is None:
         raise NotFound("No such document", code="document_not_found")
     return document

@@ -98,7 +98,7 @@ async def download_document(
 ) -> FileResponse:
     document = await documents.get(session, case=case, document_id=document_id)
     return FileResponse(
-        documents.stored_path(settings, document.sha256),
+        documents.file_of(settings, document),
         media_type=document.content_type,
         filename=document.filename,
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},

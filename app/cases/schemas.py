@@ -2,13 +2,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from app.validation import normalise_id_number
+from app.validation import free_text, normalise_id_number
 
 MAX_FEN = 10**13  # 一千亿元: far above any consumer debt, well inside BIGINT
 Fen = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN)]
-Note = Annotated[str, Field(max_length=2000)]
+Note = Annotated[str, Field(max_length=2000), AfterValidator(free_text)]
 
 
 class HardshipReason(StrEnum):
@@ -35,8 +35,9 @@ class DocumentKind(StrEnum):
 
 
 class Consent(BaseModel):
-    personal_info: bool
-    sensitive_info: bool
+    # Strict: only JSON true is consent; "yes", 1 or "on" are not an explicit answer.
+    personal_info: StrictBool
+    sensitive_info: StrictBool
 
     @field_validator("personal_info", "sensitive_info")
     @classmethod
@@ -56,10 +57,10 @@ def _clean_name(value: str) -> str:
 
 
 class CaseCreate(BaseModel):
-    bank_code: str = Field(min_length=2, max_length=32)
+    bank_code: str = Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9_]+$")
     account_ref: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     full_name: str = Field(max_length=50)
-    id_number: str = Field(max_length=32)
+    id_number: str = Field(max_length=32)  # normalised and checked below
     hardship_reason: HardshipReason
     hardship_detail: Note | None = None
     monthly_income_fen: Fen

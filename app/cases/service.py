@@ -21,7 +21,7 @@ from app.cases.schemas import (
 from app.cases.states import INITIAL, Status, can_transition, transition
 from app.cases.timeline import record_event
 from app.config import Settings
-from app.db import utcnow
+from app.db import looks_like_id, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.loans import service as loans
 from app.orgs import service as orgs
@@ -53,6 +53,8 @@ def visible_to(user: User) -> ColumnElement[bool]:
 
 
 async def get_visible(session: AsyncSession, *, user: User, case_id: str) -> Case | None:
+    if not looks_like_id(case_id):
+        return None
     return await session.scalar(select(Case).where(Case.id == case_id, visible_to(user)))
 
 

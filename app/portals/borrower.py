@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
 from app.cases import service as cases
-from app.cases.schemas import CaseCreate
+from app.cases.schemas import CaseCreate, Withdraw
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import AppError, Invalid
@@ -269,12 +269,17 @@ async def withdraw(
 ) -> Response:
     case = await load_case(session, user, case_id)
     form = await request.form()
-    reason = str(form.get("reason", "")).strip()[:2000] or None
+    reason = str(form.get("reason", "")).strip() or None
+
+    async def action() -> None:
+        data = Withdraw.model_validate({"reason": reason})
+        await cases.withdraw(session, case=case, actor=user, reason=data.reason)
+
     return await act_or_show(
         request,
         session,
         user=user,
-        action=lambda: cases.withdraw(session, case=case, actor=user, reason=reason),
+        action=action,
         on_error=_redisplay(request, session, user, case_id),
         success_url=f"/borrower/cases/{case_id}",
     )

@@ -1,8 +1,9 @@
 """What every portal page needs: the signed-in user by cookie, CSRF on forms, case page data."""
 
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
@@ -55,23 +56,23 @@ async def require_form_csrf(request: Request) -> dict[str, Any]:
     return dict(form)
 
 
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?", re.ASCII)
+
+
 def yuan_to_fen(value: str) -> int | str | None:
-    """Parse a yuan amount typed by a person ("1,234.5") into fen; leave junk for the validator."""
+    """Parse a yuan amount typed by a person ("1,234.5") into fen; leave junk for the validator.
+
+    Only plain decimal notation with at most two decimals is read: an exponent such as "1e9999"
+    would make the conversion itself the cost.
+    """
     # NFKC folds what a Chinese keyboard types (full-width digits, "．", "，", "￥") to ASCII.
     cleaned = "".join(unicodedata.normalize("NFKC", value).replace(",", "").split())
     cleaned = cleaned.removeprefix("¥").removesuffix("元")
     if not cleaned:
         return None
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
+    if not _AMOUNT.fullmatch(cleaned):
         return value
-    if not amount.is_finite():
-        return value
-    fen = amount * 100
-    if fen != fen.to_integral_value():
-        return value  # more than two decimals: refused as non-integer fen
-    return int(fen)
+    return int(Decimal(cleaned) * 100)
 
 
 async def load_case(session: AsyncSession, user: User, case_id: str) -> Case:

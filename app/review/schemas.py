@@ -1,11 +1,12 @@
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from app.cases.schemas import Fen
+from app.validation import free_text
 
-Reason = Annotated[str, Field(max_length=2000)]
+Reason = Annotated[str, Field(max_length=2000), AfterValidator(free_text)]
 
 
 class DebtConfirmation(BaseModel):

@@ -1,21 +1,26 @@
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from app.validation import free_text
 
 
 class OtpRequest(BaseModel):
     phone: str = Field(min_length=11, max_length=20, examples=["13800000001"])
 
 
+Typed = Annotated[str, AfterValidator(free_text)]
+
+
 class OtpVerify(BaseModel):
     phone: str = Field(min_length=11, max_length=20)
-    code: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+    code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
 
 
 class StaffLogin(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
-    totp: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+    username: Typed = Field(min_length=1, max_length=64)
+    password: Typed = Field(min_length=1, max_length=256)
+    totp: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
 
 
 class TokenRead(BaseModel):
