@@ -138,7 +138,10 @@ class CatchAll:
         except Exception as exc:
             frames = "".join(traceback.format_tb(exc.__traceback__))
             log.error(
-                "unhandled %s on %s %s\n%s", type(exc).__name__, scope["method"], scope["path"],
+                "unhandled %s on %s %s\n%s",
+                type(exc).__name__,
+                scope["method"],
+                scope["path"],
                 frames,
             )
             if started:

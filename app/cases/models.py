@@ -5,6 +5,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.cases.states import Status
 from app.db import Base, UTCDateTime, created_column, id_column, utcnow
+from app.loans.models import LoanAccount
 from app.orgs.models import Bank, Institution
 
 
@@ -21,6 +22,7 @@ class Case(Base):
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     mediator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
     loan_account_id: Mapped[str | None] = mapped_column(ForeignKey("loan_accounts.id"))
+    # The card or loan number as the borrower gave it (the bank's own is on loan_account).
     account_ref: Mapped[str | None] = mapped_column(String(64))
     # Set while the case is open, cleared when it closes: one open case per borrower and account.
     open_account_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -59,6 +61,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     bank: Mapped[Bank] = relationship(lazy="joined", innerjoin=True)
+    loan_account: Mapped[LoanAccount | None] = relationship(lazy="joined")
     institution: Mapped[Institution] = relationship(lazy="joined", innerjoin=True)
 
     @property

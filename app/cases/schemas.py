@@ -122,7 +122,8 @@ class CaseRead(BaseModel):
     institution_code: str
     institution_name: str
     account_ref: str | None
-    loan_account_linked: bool
+    # None for the borrower: whether the bank holds a matching account is not disclosed to them.
+    loan_account_linked: bool | None
     full_name: str
     id_number_masked: str
     hardship_reason: str

@@ -86,10 +86,15 @@ async def create(
     institution = await orgs.mediating_institution(session, bank=bank)
     id_hash = security.keyed_hash(settings.secret_key, "id-number", data.id_number)
     account = await loans.find_for_borrower(
-        session, bank_id=bank.id, id_number_hash=id_hash, account_ref=data.account_ref
+        session,
+        bank_id=bank.id,
+        id_number_hash=id_hash,
+        full_name=data.full_name,
+        account_ref=data.account_ref,
     )
-    account_ref = data.account_ref or (account.account_ref if account else None)
-    open_key = f"{borrower.id}:{bank.id}:{account_ref or ''}"
+    # One open case per borrower and account, however the account was named.
+    account_key = data.account_ref or (account.account_ref if account else "")
+    open_key = f"{borrower.id}:{bank.id}:{account_key}"
     if await session.scalar(select(Case.id).where(Case.open_account_key == open_key)):
         raise Conflict(
             "You already have an open application for this account with this bank",
@@ -102,8 +107,8 @@ async def create(
         borrower_id=borrower.id,
         bank=bank,
         institution=institution,
-        loan_account_id=account.id if account else None,
-        account_ref=account_ref,
+        loan_account=account,
+        account_ref=data.account_ref,
         open_account_key=open_key,
         full_name=data.full_name,
         id_number_encrypted=security.encrypt_field(settings.secret_key, data.id_number),
@@ -172,6 +177,12 @@ def available_actions(case: Case, user: User) -> list[str]:
     return actions
 
 
+def _account_ref_for(case: Case, user: User) -> str | None:
+    if case.account_ref or user.role == Role.BORROWER or case.loan_account is None:
+        return case.account_ref
+    return case.loan_account.account_ref
+
+
 def to_read(case: Case, user: User) -> CaseRead:
     debt = None
     if case.debt_confirmed_at is not None:
@@ -199,8 +210,10 @@ def to_read(case: Case, user: User) -> CaseRead:
         bank_name=case.bank.name,
         institution_code=case.institution.code,
         institution_name=case.institution.name,
-        account_ref=case.account_ref,
-        loan_account_linked=case.loan_account_id is not None,
+        account_ref=_account_ref_for(case, user),
+        # Whether the bank holds a matching account is the bank's information, not the
+        # applicant's: telling an applicant would let anyone with an ID number probe it.
+        loan_account_linked=None if user.role == Role.BORROWER else case.loan_account is not None,
         full_name=case.full_name,
         id_number_masked=case.id_number_masked,
         hardship_reason=case.hardship_reason,

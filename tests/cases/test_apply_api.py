@@ -131,15 +131,29 @@ async def test_imported_account_is_linked_by_id_number(
             )
         )
     linked = await apply(client, world.alice)
-    assert linked["loan_account_linked"] is True
-    assert linked["account_ref"] == "DEMO-CC-77"
-    # Bob's ID number matches nothing: no link, and no other person's account leaks.
-    other = await apply(client, world.bob, id_number=BOB_ID, full_name="李娜")
-    assert other["loan_account_linked"] is False
-    assert other["account_ref"] is None
-    # Applying again for the linked account is the same open case.
-    r = await client.post("/api/v1/cases", json=application(), headers=world.alice.headers)
+    # The applicant is not told whether, or under which number, the bank holds an account.
+    assert linked["loan_account_linked"] is None
+    assert linked["account_ref"] is None
+    assert "DEMO-CC-77" not in str(linked)
+    # The bank and the mediator see the link.
+    for staff in (world.bank_demo, world.mediator):
+        r = await client.get(f"/api/v1/cases/{linked['id']}", headers=staff.headers)
+        assert r.json()["loan_account_linked"] is True
+        assert r.json()["account_ref"] == "DEMO-CC-77"
+    # Applying again for the linked account, now by its number, is the same open case.
+    r = await client.post(
+        "/api/v1/cases", json=application(account_ref="DEMO-CC-77"), headers=world.alice.headers
+    )
     assert r.status_code == 409
+    # Someone with the ID number but another name is not linked to the account.
+    impostor = await apply(client, world.bob, full_name="某某人")
+    r = await client.get(f"/api/v1/cases/{impostor['id']}", headers=world.bank_demo.headers)
+    assert r.json()["loan_account_linked"] is False
+    assert r.json()["account_ref"] is None
+    # Bob's own ID number matches nothing.
+    other = await apply(client, world.bob, id_number=BOB_ID, full_name="李娜", account_ref="B-1")
+    r = await client.get(f"/api/v1/cases/{other['id']}", headers=world.bank_demo.headers)
+    assert r.json()["loan_account_linked"] is False
 
 
 async def test_read_visibility(client: httpx.AsyncClient, world: World) -> None:
