@@ -3,6 +3,7 @@
 from app.cases.models import Case, CaseEvent, Document
 from app.db import Base
 from app.loans.models import LoanAccount
+from app.locking import KeyLock
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Bank, Institution
 from app.users.models import RevokedToken, SmsCode, User
@@ -14,6 +15,7 @@ __all__ = [
     "CaseEvent",
     "Document",
     "Institution",
+    "KeyLock",
     "LoanAccount",
     "OutboxMessage",
     "RevokedToken",

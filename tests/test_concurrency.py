@@ -4,8 +4,11 @@ import asyncio
 import itertools
 
 import httpx
+from sqlalchemy import select
 
 from app.cases.models import Case
+from app.notifications.models import OutboxMessage
+from app.users.models import SmsCode, User
 from tests.helpers import Backend, World, application, ready_for_decision
 from tests.users.test_auth_api import request_code
 
@@ -70,3 +73,60 @@ async def test_withdraw_racing_accept_keeps_the_timeline_true(
         if stored.status != "withdrawn":
             r = await client.post(f"/api/v1/cases/{case_id}/withdraw", headers=world.alice.headers)
             assert r.status_code == 200
+
+
+async def test_parallel_code_requests_respect_five_an_hour(
+    client: httpx.AsyncClient, env: Backend
+) -> None:
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/auth/otp", json={"phone": "13200000003"}) for _ in range(15))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [202] * 5 + [429] * 10
+    assert await env.count(OutboxMessage, OutboxMessage.to_address == "13200000003") == 5
+
+
+async def test_parallel_wrong_codes_each_count(client: httpx.AsyncClient, env: Backend) -> None:
+    code = await request_code(client, env, phone="13200000004")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    await asyncio.gather(
+        *(
+            client.post("/api/v1/auth/otp/verify", json={"phone": "13200000004", "code": wrong})
+            for _ in range(12)
+        )
+    )
+    async with env.session() as s:
+        attempts = await s.scalar(select(SmsCode.attempts))
+    assert attempts == 5
+    r = await client.post("/api/v1/auth/otp/verify", json={"phone": "13200000004", "code": code})
+    assert r.status_code == 401
+
+
+async def test_parallel_wrong_passwords_lock_the_account(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/auth/login",
+                json={"username": "bank.east", "password": "Wrong-Password-99", "totp": "000000"},
+            )
+            for _ in range(12)
+        )
+    )
+    async with env.session() as s:
+        user = await s.scalar(select(User).where(User.username == "bank.east"))
+        assert user is not None
+        assert user.locked_until is not None
+        assert user.failed_logins == 0  # reset when the lock closed; tries while locked are moot
+
+
+async def test_a_new_code_replaces_the_old_one(client: httpx.AsyncClient, env: Backend) -> None:
+    first = await request_code(client, env, phone="13200000005")
+    second = await request_code(client, env, phone="13200000005")
+    if first == second:  # one chance in a million
+        return
+    r = await client.post("/api/v1/auth/otp/verify", json={"phone": "13200000005", "code": first})
+    assert r.status_code == 401
+    r = await client.post("/api/v1/auth/otp/verify", json={"phone": "13200000005", "code": second})
+    assert r.status_code == 200

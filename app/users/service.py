@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
-from app import security
+from app import locking, security
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
@@ -38,6 +39,7 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
     """Send a 6-digit code to the phone; the same answer whether or not an account exists."""
     phone = parse_phone(phone)
     phone_hash = _phone_hash(settings, phone)
+    await locking.hold(session, f"sms:{phone_hash}")
     now = utcnow()
     sent_last_hour = await session.scalar(
         select(func.count())
@@ -49,6 +51,12 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
             "Too many codes requested for this number; try again in an hour",
             code="otp_rate_limited",
         )
+    # A new code replaces any earlier one still live: only the newest works.
+    await session.execute(
+        update(SmsCode)
+        .where(SmsCode.phone_hash == phone_hash, SmsCode.used_at.is_(None))
+        .values(used_at=now)
+    )
     code = security.new_sms_code()
     session.add(
         SmsCode(
@@ -77,18 +85,20 @@ async def consume_sms_code(
 ) -> None:
     """Accept the newest live code once; count a wrong try even though the request fails."""
     phone = parse_phone(phone)
+    phone_hash = _phone_hash(settings, phone)
+    # One verification at a time per phone, so parallel guesses each count.
+    await locking.hold(session, f"sms:{phone_hash}")
     now = utcnow()
     live = await session.scalar(
         select(SmsCode)
         .where(
-            SmsCode.phone_hash == _phone_hash(settings, phone),
+            SmsCode.phone_hash == phone_hash,
             SmsCode.used_at.is_(None),
             SmsCode.expires_at > now,
             SmsCode.attempts < settings.otp_max_attempts,
         )
         .order_by(SmsCode.id.desc())
         .limit(1)
-        .with_for_update()
     )
     refused = Unauthenticated("The code is wrong or has expired", code="otp_invalid")
     if live is None:
@@ -152,18 +162,27 @@ async def sign_in_staff(session: AsyncSession, *, username: str, password: str, 
     refused = Unauthenticated(
         "Wrong username, password or authenticator code", code="invalid_credentials"
     )
-    user = await session.scalar(select(User).where(User.username == username.strip().lower()))
-    if user is None or user.password_hash is None or user.totp_secret is None:
-        security.verify_password(security.dummy_password_hash(), password)
+    username = username.strip().lower()
+    # One sign-in at a time per username, so parallel guesses each count toward the lock.
+    await locking.hold(session, f"login:{username}")
+    user = await session.scalar(select(User).where(User.username == username))
+    password_hash = user.password_hash if user and user.totp_secret else None
+    # argon2 takes ~0.1 s of CPU: off the event loop. Unknown users cost the same time.
+    password_ok = await run_in_threadpool(
+        security.verify_password, password_hash or security.dummy_password_hash(), password
+    )
+    if user is None or password_hash is None:
         raise refused
     now = utcnow()
     if user.locked_until is not None and user.locked_until > now:
+        if not password_ok:
+            raise refused  # the lock is news only to someone who knows the password
         raise RateLimited(
             "Too many failed sign-ins; this account is locked for 15 minutes",
             code="login_locked",
         )
     problem = None
-    if not security.verify_password(user.password_hash, password) or not user.is_active:
+    if not password_ok or not user.is_active:
         problem = "invalid_credentials"
     else:
         problem = await _claim_totp(session, user=user, code=totp)

@@ -1,0 +1,39 @@
+"""A per-key lock held until the transaction ends, on SQLite and PostgreSQL alike.
+
+Taking it is an upsert on the key's row: PostgreSQL makes a second taker wait on the row lock,
+SQLite on its single writer lock. A check-then-write (at most five codes an hour for a phone)
+done after taking the key's lock cannot be raced past.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class KeyLock(Base):
+    __tablename__ = "key_locks"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def hold(session: AsyncSession, key: str) -> None:
+    """Wait for and take the lock on `key` until this transaction commits or rolls back.
+
+    Call it before reading what the lock protects: on SQLite a transaction that has read first
+    cannot upgrade to writing while another writer holds the lock.
+    """
+    now = utcnow()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(KeyLock)
+        .values(key=key, taken_at=now)
+        .on_conflict_do_update(index_elements=[KeyLock.key], set_={"taken_at": now})
+    )
+    await session.execute(statement)
