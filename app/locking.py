@@ -8,12 +8,10 @@ done after taking the key's lock cannot be raced past.
 from datetime import datetime
 
 from sqlalchemy import String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, utcnow
+from app.db import Base, UTCDateTime, dialect_insert, utcnow
 
 
 class KeyLock(Base):
@@ -30,9 +28,8 @@ async def hold(session: AsyncSession, key: str) -> None:
     cannot upgrade to writing while another writer holds the lock.
     """
     now = utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(KeyLock)
+        dialect_insert(session)(KeyLock)
         .values(key=key, taken_at=now)
         .on_conflict_do_update(index_elements=[KeyLock.key], set_={"taken_at": now})
     )

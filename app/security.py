@@ -20,12 +20,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jose import JWTError, jwt
+from zxcvbn import zxcvbn
 
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "hejie"
 JWT_ISSUER = "hejie"
 TOTP_STEP_SECONDS = 30
 MIN_PASSWORD_LENGTH = 10
+MIN_ZXCVBN_SCORE = 3  # "safely unguessable: moderate protection from offline slow-hash attack"
 
 _hasher = PasswordHasher()
 
@@ -120,6 +122,9 @@ def password_problem(password: str, *, username: str = "") -> str | None:
         return "Password has too few different characters"
     if username and username.lower() in lowered:
         return "Password must not contain the username"
+    # zxcvbn knows tens of thousands of leaked passwords, keyboard walks, l33t and dates.
+    if zxcvbn(password, user_inputs=[username, "hejie", "mediation"])["score"] < MIN_ZXCVBN_SCORE:
+        return "Password is too easy to guess; use a longer phrase of unrelated words"
     return None
 
 

@@ -130,3 +130,12 @@ async def test_a_new_code_replaces_the_old_one(client: httpx.AsyncClient, env: B
     assert r.status_code == 401
     r = await client.post("/api/v1/auth/otp/verify", json={"phone": "13200000005", "code": second})
     assert r.status_code == 200
+
+
+async def test_double_logout_is_quiet(client: httpx.AsyncClient, world: World) -> None:
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/auth/logout", headers=world.alice.headers) for _ in range(3))
+    )
+    assert {r.status_code for r in responses} <= {204, 401}
+    assert 204 in {r.status_code for r in responses}
+    assert (await client.get("/api/v1/me", headers=world.alice.headers)).status_code == 401

@@ -82,6 +82,10 @@ def test_wrong_audience_or_issuer(claim: str, value: str) -> None:
         ("1234567890", "too common"),
         ("aaaaaaaaaaaa", "few different"),
         ("Mediator-Li-2026", "username"),
+        ("password1!", "too easy"),
+        ("Passw0rd!!", "too easy"),
+        ("qwertyuiop1", "too easy"),
+        ("aaaaaaaaab12", "too easy"),
     ],
 )
 def test_password_policy(password: str, problem: str) -> None:

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import locking, security
 from app.config import Settings
-from app.db import utcnow
+from app.db import dialect_insert, utcnow
 from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from app.notifications import service as outbox
 from app.orgs import service as orgs
@@ -293,8 +293,12 @@ async def is_revoked(session: AsyncSession, *, jti: str) -> bool:
 
 
 async def revoke(session: AsyncSession, *, jti: str, expires_at: datetime) -> None:
-    if await session.get(RevokedToken, jti) is None:
-        session.add(RevokedToken(jti=jti, expires_at=expires_at))
+    # Two logouts racing with one token must not collide on the key.
+    await session.execute(
+        dialect_insert(session)(RevokedToken)
+        .values(jti=jti, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+    )
     # Entries past their token's expiry protect nothing; drop them while we are here.
     await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
     await session.flush()

@@ -801,3 +801,12 @@ async def test_english_borrower_portal(alice: httpx.AsyncClient, env: Backend) -
     assert "申请调解" not in home.text
     form = await alice.get("/borrower/apply")
     assert "Full name as on your ID card" in form.text
+
+
+async def test_dev_code_is_shown_only_to_a_browser_on_this_machine(env: Backend) -> None:
+    for client_addr, shown in ((("127.0.0.1", 5000), True), (("203.0.113.9", 5000), False)):
+        transport = httpx.ASGITransport(app=env.app, client=client_addr)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            page = await request_code(c, "13700000042")
+            assert page.status_code == 200
+            assert ('class="devnote"' in page.text) is shown, client_addr
