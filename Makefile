@@ -8,15 +8,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck format system-deps install clean
+.PHONY: run test lint typecheck format system-deps system-deps-run install clean
 
-run: $(STAMP)
+run: system-deps-run $(STAMP)
 	$(BIN)/hejie db upgrade
 	$(BIN)/hejie demo --if-empty
 	@echo "Serving Hejie on http://$(HOST):$(PORT)  (Ctrl-C stops it)"
 	$(BIN)/hejie serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) system-deps
+test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -32,7 +32,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 system-deps:
-	@scripts/ensure-system-packages.sh
+	@PYTHON=$(PYTHON) scripts/ensure-system-packages.sh test
+
+system-deps-run:
+	@PYTHON=$(PYTHON) scripts/ensure-system-packages.sh run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Install the system packages the test suite needs, when they are missing.
-# The tests start their own PostgreSQL server from the installed binaries.
+# Install the Debian packages Hejie needs, when they are missing (as root; otherwise say what to
+# install). `run`: what `make run` needs; `test`: that plus what the test suite needs (the tests
+# start their own PostgreSQL server from its binaries).
 set -euo pipefail
+purpose="${1:-test}"
+python="${PYTHON:-python3}"
 
 missing=()
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  missing+=(postgresql)
+if ! "$python" -c "import venv, ensurepip" >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+if [ "$purpose" = "test" ]; then
+  if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
