@@ -158,7 +158,7 @@ async def _borrower(session: AsyncSession, settings: Settings, b: DemoBorrower) 
         user = User(
             role=Role.BORROWER,
             display_name=mask_phone(b.phone),
-            phone=b.phone,
+            phone_encrypted=security.encrypt_field(settings.secret_key, b.phone),
             phone_hash=security.keyed_hash(settings.secret_key, "phone", b.phone),
             is_active=True,
         )

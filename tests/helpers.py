@@ -134,7 +134,7 @@ async def make_borrower(env: Backend, phone: str) -> Actor:
         user = User(
             role=Role.BORROWER,
             display_name=phone[:3] + "****" + phone[-4:],
-            phone=phone,
+            phone_encrypted=security.encrypt_field(env.settings.secret_key, phone),
             phone_hash=security.keyed_hash(env.settings.secret_key, "phone", phone),
             is_active=True,
         )

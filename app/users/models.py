@@ -23,8 +23,9 @@ class User(Base):
     id: Mapped[str] = id_column()
     role: Mapped[str] = mapped_column(String(16), index=True)
     display_name: Mapped[str] = mapped_column(String(100))
-    # Borrowers: phone (for SMS) and its keyed hash (for lookup). Staff: username + password + TOTP.
-    phone: Mapped[str | None] = mapped_column(String(20))
+    # Borrowers: phone, encrypted (for SMS), and its keyed hash (for lookup).
+    # Staff: username + password + TOTP.
+    phone_encrypted: Mapped[str | None] = mapped_column(String(255))
     phone_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     username: Mapped[str | None] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))

@@ -129,7 +129,7 @@ async def sign_in_borrower(
         user = User(
             role=Role.BORROWER,
             display_name=mask_phone(phone),
-            phone=phone,
+            phone_encrypted=security.encrypt_field(settings.secret_key, phone),
             phone_hash=phone_hash,
             is_active=True,
         )
@@ -139,6 +139,13 @@ async def sign_in_borrower(
     user.last_login_at = utcnow()
     await session.flush()
     return user
+
+
+def phone_of(settings: Settings, user: User) -> str | None:
+    """A borrower's phone number, for sending them SMS; stored encrypted."""
+    if user.phone_encrypted is None:
+        return None
+    return security.decrypt_field(settings.secret_key, user.phone_encrypted)
 
 
 async def get_borrower_by_phone(

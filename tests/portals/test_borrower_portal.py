@@ -7,11 +7,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app import security
 from app.cases.models import Case, Document
 from app.i18n import LANG_COOKIE
 from app.notifications.models import OutboxMessage
 from app.users.deps import SESSION_COOKIE
 from app.users.models import Role, SmsCode, User
+from app.users.service import phone_of
 from app.web import ANON_CSRF_COOKIE
 from tests.helpers import ALICE_ID, Backend, World, apply, pdf_bytes, png_bytes
 from tests.portals.util import (
@@ -32,6 +34,10 @@ from tests.portals.util import (
 )
 
 NEW_PHONE = "13700000099"
+
+
+def phone_hash(env: Backend) -> str:
+    return security.keyed_hash(env.settings.secret_key, "phone", NEW_PHONE)
 
 
 async def sms_codes(env: Backend) -> list[SmsCode]:
@@ -91,9 +97,12 @@ async def test_sign_in_happy_path_creates_the_borrower(
     assert 'href="/borrower/apply"' in home.text
     assert "您还没有案件" in home.text
     async with env.session() as s:
-        users = list(await s.scalars(select(User).where(User.phone == NEW_PHONE)))
+        users = list(await s.scalars(select(User).where(User.phone_hash == phone_hash(env))))
     assert [u.role for u in users] == [Role.BORROWER]
     assert users[0].last_login_at is not None
+    # The phone is kept encrypted; only the service that sends SMS reads it back.
+    assert NEW_PHONE not in (users[0].phone_encrypted or "")
+    assert phone_of(env.settings, users[0]) == NEW_PHONE
     # The code was used up.
     assert all(c.used_at is not None for c in await sms_codes(env))
 
@@ -125,7 +134,7 @@ async def test_wrong_code_is_refused_counted_and_the_right_one_still_works(
     assert f'name="phone" value="{NEW_PHONE}"' in r.text
     assert [c.attempts for c in await sms_codes(env)] == [1]
     async with env.session() as s:
-        assert await s.scalar(select(User).where(User.phone == NEW_PHONE)) is None
+        assert await s.scalar(select(User).where(User.phone_hash == phone_hash(env))) is None
 
     r = await client.post("/borrower/login", data={**form, "code": code})
     assert r.status_code == 303

@@ -1,8 +1,8 @@
-"""accounts cases review
+"""initial schema
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 03:27:08.405212
+Create Date: 2026-11-23 04:34:57.609201
 """
 
 from collections.abc import Sequence
@@ -28,6 +28,12 @@ def upgrade() -> None:
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_institutions")),
         sa.UniqueConstraint("code", name=op.f("uq_institutions_code")),
+    )
+    op.create_table(
+        "key_locks",
+        sa.Column("key", sa.String(length=120), nullable=False),
+        sa.Column("taken_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_key_locks")),
     )
     op.create_table(
         "outbox_messages",
@@ -131,7 +137,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("display_name", sa.String(length=100), nullable=False),
-        sa.Column("phone", sa.String(length=20), nullable=True),
+        sa.Column("phone_encrypted", sa.String(length=255), nullable=True),
         sa.Column("phone_hash", sa.String(length=64), nullable=True),
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
@@ -140,6 +146,8 @@ def upgrade() -> None:
         sa.Column("bank_id", sa.String(length=32), nullable=True),
         sa.Column("institution_id", sa.String(length=32), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("locked_until", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_login_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["bank_id"], ["banks.id"], name=op.f("fk_users_bank_id_banks")),
@@ -334,5 +342,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_outbox_messages_status"))
 
     op.drop_table("outbox_messages")
+    op.drop_table("key_locks")
     op.drop_table("institutions")
     # ### end Alembic commands ###
