@@ -164,6 +164,14 @@ def cmd_users(args: argparse.Namespace) -> None:
         print(security.current_totp(found.totp_secret))
 
 
+def cmd_documents(args: argparse.Namespace) -> None:
+    from app.cases import documents
+
+    settings = get_settings()
+    removed = _run(lambda s: documents.sweep_unreferenced(s, settings))
+    print(f"removed {removed} stored file(s) that no document refers to")
+
+
 def cmd_outbox(args: argparse.Namespace) -> None:
     from app.notifications import service
     from app.validation import normalise_phone
@@ -248,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     totp = users_sub.add_parser("totp", help="print a staff user's current TOTP code (dev only)")
     totp.add_argument("username")
     totp.set_defaults(func=cmd_users)
+
+    docs = sub.add_parser("documents", help="uploaded documents")
+    docs_sub = docs.add_subparsers(dest="action", required=True)
+    sweep = docs_sub.add_parser(
+        "sweep", help="delete stored files of refused uploads (no document refers to them)"
+    )
+    sweep.set_defaults(func=cmd_documents)
 
     outbox = sub.add_parser("outbox", help="show what was sent (SMS, email)")
     outbox.add_argument("--to", help="only messages to this address or phone")

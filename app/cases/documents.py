@@ -5,7 +5,9 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -164,3 +166,24 @@ async def has_kind(session: AsyncSession, *, case: Case, kind: DocumentKind) -> 
         select(Document.id).where(Document.case_id == case.id, Document.kind == kind).limit(1)
     )
     return found is not None
+
+
+async def sweep_unreferenced(
+    session: AsyncSession, settings: Settings, *, older_than: timedelta = timedelta(hours=1)
+) -> int:
+    """Delete stored files no document refers to: uploads whose request was refused or rolled
+    back after the bytes were written. Recent files are left alone (their request may still be
+    committing). Returns how many were removed."""
+    root = settings.documents_dir
+    if not root.exists():
+        return 0
+    referenced = set(await session.scalars(select(Document.sha256).distinct()))
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in root.glob("??/*"):
+        if path.name.startswith(".") or path.name in referenced:
+            continue
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

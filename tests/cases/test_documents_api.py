@@ -151,3 +151,35 @@ async def test_document_of_another_case_is_404(client: httpx.AsyncClient, world:
         f"/api/v1/cases/{mine['id']}/documents/{doc['id']}", headers=world.alice.headers
     )
     assert r.status_code == 404
+
+
+async def test_sweep_removes_only_old_unreferenced_files(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    import os
+    import time
+
+    from app.cases.documents import stored_path, sweep_unreferenced
+
+    case = await apply(client, world.alice)
+    kept = (await upload(client, world.alice, case["id"])).json()
+    async with env.session() as s:
+        kept_doc = await s.get(Document, kept["id"])
+        assert kept_doc is not None
+    orphan_old = stored_path(env.settings, "ab" + "0" * 62)
+    orphan_new = stored_path(env.settings, "ab" + "1" * 62)
+    for path in (orphan_old, orphan_new):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind by a refused upload")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan_old, (two_hours_ago, two_hours_ago))
+    kept_path = stored_path(env.settings, kept_doc.sha256)
+    os.utime(kept_path, (two_hours_ago, two_hours_ago))
+
+    async with env.session() as s:
+        removed = await sweep_unreferenced(s, env.settings)
+    assert removed >= 1
+    assert not orphan_old.exists()
+    assert orphan_new.exists()  # too recent: its request may still be committing
+    assert kept_path.exists()
+    orphan_new.unlink()
