@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import security
 from app.cases import service as cases
 from app.cases.schemas import CaseCreate, Withdraw
 from app.db import SessionDep
@@ -33,7 +32,7 @@ from app.portals.common import (
 from app.review import service as review
 from app.review.schemas import Resubmit
 from app.users import service as users
-from app.users.deps import set_session_cookie
+from app.users.deps import new_session_token, set_session_cookie
 from app.users.models import Role, User
 from app.web import redirect, safe_next
 
@@ -109,11 +108,9 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
             next=next_url,
             status=exc.status,
         )
-    token, claims = security.issue_token(
-        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
-    )
+    token, _ = new_session_token(settings, user)
     response = redirect(next_url or "/borrower")
-    set_session_cookie(response, settings, token, claims)
+    set_session_cookie(response, settings, token)
     return response
 
 

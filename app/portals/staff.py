@@ -4,7 +4,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app import security
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import AppError, Invalid
@@ -12,7 +11,7 @@ from app.portals.common import Problem, page, require_form_csrf, undo, validatio
 from app.portals.labels import N_
 from app.portals.public import HOME_FOR_ROLE
 from app.users import service as users
-from app.users.deps import set_session_cookie
+from app.users.deps import new_session_token, set_session_cookie
 from app.users.models import Role
 from app.users.schemas import StaffLogin
 from app.web import redirect, safe_next
@@ -65,9 +64,7 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
             next=next_url,
             status=422 if isinstance(exc, ValidationError) else exc.status,
         )
-    token, claims = security.issue_token(
-        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
-    )
+    token, _ = new_session_token(settings, user)
     response = redirect(next_url or HOME_FOR_ROLE.get(Role(user.role), "/"))
-    set_session_cookie(response, settings, token, claims)
+    set_session_cookie(response, settings, token)
     return response

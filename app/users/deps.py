@@ -127,9 +127,14 @@ MediatorUser = Annotated[User, Depends(require_role(Role.MEDIATOR))]
 BankUser = Annotated[User, Depends(require_role(Role.BANK_STAFF))]
 
 
-def set_session_cookie(
-    response: Response, settings: Settings, token: str, claims: security.TokenClaims
-) -> None:
+def new_session_token(settings: Settings, user: User) -> tuple[str, security.TokenClaims]:
+    """A signed token for a user who has just proved who they are."""
+    return security.issue_token(
+        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
+    )
+
+
+def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         token,

@@ -3,7 +3,6 @@
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
-from app import security
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import error_responses
@@ -12,6 +11,7 @@ from app.users import service
 from app.users.deps import (
     CurrentAuth,
     clear_session_cookie,
+    new_session_token,
     set_session_cookie,
 )
 from app.users.models import User
@@ -22,12 +22,10 @@ me_router = APIRouter(tags=["auth"])
 
 
 def _token_response(settings: SettingsDep, user: User) -> JSONResponse:
-    token, claims = security.issue_token(
-        settings.secret_key, sub=user.id, role=user.role, minutes=settings.access_token_minutes
-    )
+    token, claims = new_session_token(settings, user)
     body = TokenRead(access_token=token, expires_at=claims.expires_at.isoformat())
     response = JSONResponse(body.model_dump())
-    set_session_cookie(response, settings, token, claims)
+    set_session_cookie(response, settings, token)
     return response
 
 
