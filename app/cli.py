@@ -134,6 +134,7 @@ def cmd_users(args: argparse.Namespace) -> None:
         user, secret = _run(
             lambda s: service.create_staff(
                 s,
+                get_settings(),
                 role=Role(args.role),
                 username=args.username,
                 password=password,
@@ -159,9 +160,10 @@ def cmd_users(args: argparse.Namespace) -> None:
         if not settings.is_dev:
             raise SystemExit("error: `hejie users totp` is for development only (HEJIE_ENV=dev)")
         found = _run(lambda s: service.get_by_username(s, username=args.username))
-        if found is None or not found.totp_secret:
+        current = service.totp_secret_of(settings, found) if found else None
+        if current is None:
             raise SystemExit(f"error: no staff user {args.username}")
-        print(security.current_totp(found.totp_secret))
+        print(security.current_totp(current))
 
 
 def cmd_documents(args: argparse.Namespace) -> None:

@@ -137,6 +137,7 @@ async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
         if user is None:
             user, _ = await users.create_staff(
                 session,
+                settings,
                 role=role,
                 username=username,
                 password=password,
@@ -144,7 +145,8 @@ async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
                 bank_code=bank,
                 institution_code=institution,
             )
-        logins.append(StaffLogin(username, password, role, display, user.totp_secret or ""))
+        secret = users.totp_secret_of(settings, user) or ""
+        logins.append(StaffLogin(username, password, role, display, secret))
 
     for b in BORROWERS:
         await _borrower(session, settings, b)

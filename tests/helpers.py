@@ -112,6 +112,7 @@ async def make_staff(
     async with env.session() as s:
         user, secret = await users.create_staff(
             s,
+            env.settings,
             role=role,
             username=username,
             password=STAFF_PASSWORD,

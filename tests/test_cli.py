@@ -30,6 +30,7 @@ from app.config import Settings
 from app.loans.service import overdue_tier
 from app.main import create_app
 from app.models import Base
+from app.security import decrypt_field
 
 HEJIE = str(Path(sys.executable).with_name("hejie"))
 BACKENDS = [b for b in os.environ.get("HEJIE_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
@@ -50,6 +51,10 @@ class Hejie:
             env["HEJIE_DATABASE_URL"] = self.database_url
         env.update(extra)
         return env
+
+    def secret_key(self) -> str:
+        """The dev secret `hejie` generated into the data dir."""
+        return (self.data_dir / "secret_key").read_text().strip()
 
     def run(
         self, *args: str, stdin: str | None = None, **extra_env: str
@@ -148,10 +153,12 @@ async def test_staff_account_can_sign_in_with_the_totp_it_prints(hejie: Hejie) -
     assert pyotp.parse_uri(created["totp_uri"]).secret == secret
 
     [(stored_hash, stored_secret, institution)] = hejie.sql(
-        "SELECT u.password_hash, u.totp_secret, i.code FROM users u "
+        "SELECT u.password_hash, u.totp_secret_encrypted, i.code FROM users u "
         "JOIN institutions i ON i.id = u.institution_id WHERE u.username = 'li.tiaojie'"
     )
-    assert stored_secret == secret
+    # Kept encrypted at rest, with the data dir's key.
+    assert secret not in stored_secret
+    assert decrypt_field(hejie.secret_key(), stored_secret) == secret
     assert institution == "HJTJ2"
     assert stored_hash.startswith("$argon2id$")
     assert PasswordHasher().verify(stored_hash, STRONG_PASSWORD)
@@ -362,11 +369,14 @@ async def test_demo_is_complete_and_idempotent(demo_target: tuple[str, Hejie, st
     # It prints the logins: every staff account with its password and TOTP secret, and the
     # borrowers' phones.
     staff = await _rows(
-        url, "SELECT username, password_hash, totp_secret FROM users WHERE username IS NOT NULL"
+        url,
+        "SELECT username, password_hash, totp_secret_encrypted FROM users "
+        "WHERE username IS NOT NULL",
     )
     assert len(staff) == len(demo.STAFF) == 3
     passwords = {s[0]: s[1] for s in demo.STAFF}
-    for username, password_hash, totp_secret in staff:
+    for username, password_hash, totp_secret_encrypted in staff:
+        totp_secret = decrypt_field(hejie.secret_key(), totp_secret_encrypted)
         line = next(line for line in first.splitlines() if line.strip().startswith(username))
         assert passwords[username] in line and totp_secret in line
         assert PasswordHasher().verify(password_hash, passwords[username])

@@ -45,7 +45,7 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
             )
         data = StaffLogin.model_validate(values)
         user = await users.sign_in_staff(
-            session, username=data.username, password=data.password, totp=data.totp
+            session, settings, username=data.username, password=data.password, totp=data.totp
         )
     except (ValidationError, AppError) as exc:
         await undo(session, None, keep_changes=isinstance(exc, AppError) and exc.keep_changes)

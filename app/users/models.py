@@ -29,7 +29,8 @@ class User(Base):
     phone_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     username: Mapped[str | None] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # Encrypted like every other secret at rest; read through users.service.totp_secret_of.
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(255))
     # The last TOTP time step accepted, so each code works once.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     bank_id: Mapped[str | None] = mapped_column(ForeignKey("banks.id"), index=True)

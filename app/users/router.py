@@ -49,7 +49,7 @@ async def verify_otp(body: OtpVerify, session: SessionDep, settings: SettingsDep
 @router.post("/login", response_model=TokenRead, responses=error_responses(401, 422))
 async def staff_login(body: StaffLogin, session: SessionDep, settings: SettingsDep) -> JSONResponse:
     user = await service.sign_in_staff(
-        session, username=body.username, password=body.password, totp=body.totp
+        session, settings, username=body.username, password=body.password, totp=body.totp
     )
     return _token_response(settings, user)
 

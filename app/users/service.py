@@ -160,7 +160,9 @@ MAX_FAILED_LOGINS = 10
 LOCKOUT = timedelta(minutes=15)
 
 
-async def sign_in_staff(session: AsyncSession, *, username: str, password: str, totp: str) -> User:
+async def sign_in_staff(
+    session: AsyncSession, settings: Settings, *, username: str, password: str, totp: str
+) -> User:
     """Password and TOTP; every failure looks the same, and each TOTP code works once.
 
     Ten failures in a row lock the account for 15 minutes, so a password cannot be guessed
@@ -173,7 +175,7 @@ async def sign_in_staff(session: AsyncSession, *, username: str, password: str, 
     # One sign-in at a time per username, so parallel guesses each count toward the lock.
     await locking.hold(session, f"login:{username}")
     user = await session.scalar(select(User).where(User.username == username))
-    password_hash = user.password_hash if user and user.totp_secret else None
+    password_hash = user.password_hash if user and user.totp_secret_encrypted else None
     # argon2 takes ~0.1 s of CPU: off the event loop. Unknown users cost the same time.
     password_ok = await run_in_threadpool(
         security.verify_password, password_hash or security.dummy_password_hash(), password
@@ -192,7 +194,7 @@ async def sign_in_staff(session: AsyncSession, *, username: str, password: str, 
     if not password_ok or not user.is_active:
         problem = "invalid_credentials"
     else:
-        problem = await _claim_totp(session, user=user, code=totp)
+        problem = await _claim_totp(session, settings, user=user, code=totp)
     if problem is not None:
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILED_LOGINS:
@@ -212,11 +214,20 @@ async def sign_in_staff(session: AsyncSession, *, username: str, password: str, 
     return user
 
 
-async def _claim_totp(session: AsyncSession, *, user: User, code: str) -> str | None:
+def totp_secret_of(settings: Settings, user: User) -> str | None:
+    if user.totp_secret_encrypted is None:
+        return None
+    return security.decrypt_field(settings.secret_key, user.totp_secret_encrypted)
+
+
+async def _claim_totp(
+    session: AsyncSession, settings: Settings, *, user: User, code: str
+) -> str | None:
     """Accept a TOTP code once: None on success, else why it was refused."""
-    if user.totp_secret is None:
+    secret = totp_secret_of(settings, user)
+    if secret is None:
         return "totp_invalid"
-    step = security.matching_totp_step(user.totp_secret, code.strip())
+    step = security.matching_totp_step(secret, code.strip())
     if step is None:
         return "totp_invalid"
     # Conditional update, so two requests racing with the same code cannot both win.
@@ -228,9 +239,9 @@ async def _claim_totp(session: AsyncSession, *, user: User, code: str) -> str | 
     return None if claimed.rowcount == 1 else "totp_reused"  # type: ignore[attr-defined]
 
 
-async def confirm_totp(session: AsyncSession, *, user: User, totp: str) -> None:
+async def confirm_totp(session: AsyncSession, settings: Settings, *, user: User, totp: str) -> None:
     """Re-confirm a signed-in staff member's identity at a moment that needs it (signing)."""
-    problem = await _claim_totp(session, user=user, code=totp)
+    problem = await _claim_totp(session, settings, user=user, code=totp)
     if problem == "totp_reused":
         raise Unauthenticated("That authenticator code was already used", code=problem)
     if problem:
@@ -239,6 +250,7 @@ async def confirm_totp(session: AsyncSession, *, user: User, totp: str) -> None:
 
 async def create_staff(
     session: AsyncSession,
+    settings: Settings,
     *,
     role: Role,
     username: str,
@@ -281,7 +293,7 @@ async def create_staff(
         username=username,
         display_name=(display_name or username).strip()[:100],
         password_hash=security.hash_password(password),
-        totp_secret=secret,
+        totp_secret_encrypted=security.encrypt_field(settings.secret_key, secret),
         bank_id=bank_id,
         institution_id=institution_id,
         is_active=True,

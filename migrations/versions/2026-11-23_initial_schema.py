@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 04:34:57.609201
+Create Date: 2026-11-23 04:41:26.887806
 """
 
 from collections.abc import Sequence
@@ -141,7 +141,7 @@ def upgrade() -> None:
         sa.Column("phone_hash", sa.String(length=64), nullable=True),
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
-        sa.Column("totp_secret", sa.String(length=64), nullable=True),
+        sa.Column("totp_secret_encrypted", sa.String(length=255), nullable=True),
         sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.Column("bank_id", sa.String(length=32), nullable=True),
         sa.Column("institution_id", sa.String(length=32), nullable=True),
