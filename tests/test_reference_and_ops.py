@@ -79,3 +79,42 @@ async def test_no_personal_data_in_logs(
     assert "13500000005" not in text
     assert ALICE_ID not in text and ALICE_ID[:-1] not in text
     assert "张伟" not in text
+
+
+async def test_prod_sets_secure_cookies_and_hsts(env: Backend) -> None:
+    import re as regex
+
+    from sqlalchemy import select
+
+    from app.config import Settings
+    from app.main import create_app
+    from app.notifications.models import OutboxMessage
+
+    settings = Settings(
+        env="prod",
+        data_dir=env.settings.data_dir,
+        database_url=env.url,
+        secret_key="prod-like-secret-5f2b9c71d04e8a36-a9e1c7",
+    )
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://hejie.example") as c:
+        r = await c.get("/healthz")
+        assert r.headers["strict-transport-security"].startswith("max-age=")
+        assert (await c.post("/api/v1/auth/otp", json={"phone": "13100000001"})).status_code == 202
+        async with env.session() as s:
+            body = await s.scalar(
+                select(OutboxMessage.body).where(OutboxMessage.to_address == "13100000001")
+            )
+        match = regex.search(r"\b(\d{6})\b", body or "")
+        assert match
+        r = await c.post(
+            "/api/v1/auth/otp/verify", json={"phone": "13100000001", "code": match.group(1)}
+        )
+        assert r.status_code == 200
+        cookie = r.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        # The login page never shows the code in prod.
+        page = await c.get("/borrower/login")
+        assert "devnote" not in page.text
+    await app.state.engine.dispose()

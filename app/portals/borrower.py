@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases import service as cases
+from app.cases.consent import TERMS
 from app.cases.schemas import CaseCreate, Withdraw
 from app.db import SessionDep
 from app.deps import SettingsDep
@@ -178,7 +179,14 @@ _FORM_FIELD = {
 
 @router.get("/apply")
 async def apply_form(request: Request, user: BorrowerPortalUser, session: SessionDep) -> Response:
-    return page(request, "borrower/apply.html", banks=await _banks(session), values={}, errors={})
+    return page(
+        request,
+        "borrower/apply.html",
+        banks=await _banks(session),
+        consent_terms=TERMS,
+        values={},
+        errors={},
+    )
 
 
 @router.post("/apply")
@@ -209,6 +217,7 @@ async def apply(
             request,
             "borrower/apply.html",
             banks=await _banks(session),
+            consent_terms=TERMS,
             values=values,
             errors=errors,
             status=status,

@@ -819,3 +819,14 @@ async def test_dev_code_is_shown_only_to_a_browser_on_this_machine(env: Backend)
             page = await request_code(c, "13700000042")
             assert page.status_code == 200
             assert ('class="devnote"' in page.text) is shown, client_addr
+
+
+async def test_apply_form_states_each_consent_purpose_and_version(
+    alice: httpx.AsyncClient,
+) -> None:
+    from app.cases.consent import TERMS
+
+    page = await alice.get("/borrower/apply")
+    assert TERMS.personal_info.purpose_zh in page.text
+    assert TERMS.sensitive_info.purpose_zh in page.text
+    assert TERMS.version in page.text
