@@ -175,6 +175,9 @@ def cmd_documents(args: argparse.Namespace) -> None:
 
 
 def cmd_outbox(args: argparse.Namespace) -> None:
+    if getattr(args, "action", None) == "dispatch":
+        _outbox_dispatch(once=args.once, interval=args.interval)
+        return
     from app.notifications import service
     from app.validation import normalise_phone
 
@@ -193,9 +196,45 @@ def cmd_outbox(args: argparse.Namespace) -> None:
                     "kind": m.kind,
                     "body": m.body,
                     "status": m.status,
+                    "created_at": m.created_at.isoformat(),
+                    "send_after": m.send_after.isoformat(),
+                    "attempts": m.attempts,
+                    "last_error": m.last_error,
                     "sent_at": m.sent_at.isoformat() if m.sent_at else None,
                 },
                 ensure_ascii=False,
+            )
+        )
+
+
+def _outbox_dispatch(*, once: bool, interval: float) -> None:
+    from app.notifications import dispatcher
+    from app.notifications.senders import senders_from_settings
+
+    settings = get_settings()
+
+    async def work() -> dispatcher.DispatchResult:
+        engine = make_engine(settings.database_url)
+        try:
+            return await dispatcher.run(
+                make_sessionmaker(engine),
+                senders_from_settings(settings),
+                interval_seconds=interval,
+                once=once,
+            )
+        finally:
+            await engine.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        result = asyncio.run(work())
+        print(
+            json.dumps(
+                {
+                    "sent": result.sent,
+                    "retrying": result.retrying,
+                    "failed": result.failed,
+                    "held_until_morning": result.held,
+                }
             )
         )
 
@@ -266,10 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_documents)
 
-    outbox = sub.add_parser("outbox", help="show what was sent (SMS, email)")
+    outbox = sub.add_parser("outbox", help="show what was sent (SMS, email); send what is due")
     outbox.add_argument("--to", help="only messages to this address or phone")
     outbox.add_argument("--last", type=_positive_int, default=20, help="how many (default 20)")
     outbox.set_defaults(func=cmd_outbox)
+    outbox_sub = outbox.add_subparsers(dest="action")
+    dispatch = outbox_sub.add_parser(
+        "dispatch", help="send due messages with the configured senders, until stopped"
+    )
+    dispatch.add_argument("--once", action="store_true", help="send what is due now, then exit")
+    dispatch.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between passes (default 5)"
+    )
+    dispatch.set_defaults(func=cmd_outbox)
     return parser
 
 

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     otp_max_per_hour: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
 
+    # Outbox senders (`hejie outbox dispatch`); unset: messages are only recorded in the outbox.
+    # smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465.
+    smtp_url: str | None = Field(default=None, repr=False)
+    mail_from: str = "和解调解平台 <noreply@hejie.invalid>"
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = Field(default=None, repr=False)
+
     @model_validator(mode="after")
     def _resolve(self) -> "Settings":
         self.data_dir = self.data_dir.expanduser().resolve()

@@ -274,6 +274,11 @@ async def test_outbox_shows_the_sms_the_app_sent(hejie: Hejie) -> None:
             r = await client.post("/api/v1/auth/otp", json={"phone": phone})
             assert r.status_code == 202, r.text
 
+    # Queued in the request's transaction; the dispatcher (recording sender) sends them.
+    queued = [json.loads(line) for line in hejie.ok("outbox", "--last", "3").splitlines()]
+    assert [m["status"] for m in queued] == ["queued"] * 3
+    assert json.loads(hejie.ok("outbox", "dispatch", "--once"))["sent"] == 3
+
     # An operator may type the number the way people write it.
     lines = hejie.ok("outbox", "--to", "+86 139-0000-0011").splitlines()
     messages = [json.loads(line) for line in lines]

@@ -24,6 +24,8 @@ from app.config import Settings
 from app.db import looks_like_id, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.loans import service as loans
+from app.notifications import messages
+from app.notifications import service as outbox
 from app.orgs import service as orgs
 from app.users.models import Role, User
 from app.validation import mask_id_number
@@ -136,6 +138,14 @@ async def create(
             code="duplicate_open_case",
         ) from None
     await record_event(session, case, actor=borrower, kind="submitted", to_status=INITIAL)
+    if borrower.phone_encrypted is not None:
+        await outbox.notify_borrower(
+            session,
+            settings,
+            borrower=borrower,
+            kind="application_received",
+            body=messages.application_received(case.case_no),
+        )
     return case
 
 

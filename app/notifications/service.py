@@ -1,32 +1,24 @@
 """The outbox: every SMS and email is written here first, in the caller's transaction.
 
-The default sender only records: a message counts as sent once it is in the outbox, and
-`hejie outbox` shows it. Real senders and the retrying dispatcher plug in behind `Sender`.
+Nothing is sent inside that transaction: a dispatcher (`dispatcher.dispatch_due`, run by
+`hejie outbox dispatch`) sends what is due afterwards, so a rolled-back change never leaves a
+message behind and a slow gateway never holds a request. When a message may first go out is
+decided here by the lawful-contact rules (`contact_rules`).
 """
 
-from typing import Protocol
+from collections import Counter
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import locking, security
+from app.config import Settings
 from app.db import utcnow
-from app.notifications.models import OutboxMessage
-
-
-class Sender(Protocol):
-    async def deliver(self, message: OutboxMessage) -> None: ...
-
-
-class RecordingSender:
-    """Delivers nothing anywhere; the outbox row is the record of what was sent."""
-
-    async def deliver(self, message: OutboxMessage) -> None:
-        message.status = "sent"
-        message.sent_at = utcnow()
-        message.attempts += 1
-
-
-_sender: Sender = RecordingSender()
+from app.errors import Invalid
+from app.notifications import contact_rules
+from app.notifications.models import OutboxMessage, OutboxStatus
+from app.users.models import Role, User
 
 
 async def enqueue(
@@ -37,12 +29,98 @@ async def enqueue(
     kind: str,
     body: str,
     requested: bool = False,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Queue a message to an address that is not a borrower's on file.
+
+    For the person who just asked for it (a login code to the phone typed in) or for staff.
+    Messages to a borrower about their case go through `notify_borrower`, which takes the
+    borrower and counts toward their daily cap.
+    """
+    now = now or utcnow()
+    send_after = contact_rules.earliest_send(
+        channel=channel, requested=requested, now=now, counted_per_day={}, to_borrower=False
+    )
+    return await _add(
+        session,
+        channel=channel,
+        to=to,
+        recipient=None,
+        kind=kind,
+        body=body,
+        requested=requested,
+        send_after=send_after,
+    )
+
+
+async def notify_borrower(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    borrower: User,
+    kind: str,
+    body: str,
+    channel: str = "sms",
+    requested: bool = False,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Queue a message to a borrower's own phone, held by quiet hours and the daily cap."""
+    if borrower.role != Role.BORROWER or borrower.phone_encrypted is None:
+        raise Invalid("only a borrower with a phone on file can be notified", code="no_contact")
+    if channel != "sms":
+        # Borrowers give us a phone only; there is no other contact of theirs to use.
+        raise Invalid(f"borrowers are not contacted by {channel}", code="no_contact")
+    now = now or utcnow()
+    # One planner at a time per borrower, so two changes at once cannot both take the 3rd slot.
+    await locking.hold(session, f"contact:{borrower.id}")
+    planned = await session.scalars(
+        select(OutboxMessage.send_after).where(
+            OutboxMessage.recipient_user_id == borrower.id,
+            OutboxMessage.requested.is_(False),
+            OutboxMessage.status != OutboxStatus.FAILED,
+            OutboxMessage.send_after >= contact_rules.counting_window_start(now),
+        )
+    )
+    per_day = Counter(contact_rules.local_day(at) for at in planned)
+    send_after = contact_rules.earliest_send(
+        channel=channel, requested=requested, now=now, counted_per_day=per_day, to_borrower=True
+    )
+    return await _add(
+        session,
+        channel=channel,
+        to=security.decrypt_field(settings.secret_key, borrower.phone_encrypted),
+        recipient=borrower,
+        kind=kind,
+        body=body,
+        requested=requested,
+        send_after=send_after,
+    )
+
+
+async def _add(
+    session: AsyncSession,
+    *,
+    channel: str,
+    to: str,
+    recipient: User | None,
+    kind: str,
+    body: str,
+    requested: bool,
+    send_after: datetime,
 ) -> OutboxMessage:
     message = OutboxMessage(
-        channel=channel, to_address=to, kind=kind, body=body, requested=requested, attempts=0
+        channel=channel,
+        to_address=to,
+        recipient_user_id=recipient.id if recipient else None,
+        kind=kind,
+        body=body,
+        requested=requested,
+        status=OutboxStatus.QUEUED,
+        send_after=send_after,
+        next_attempt_at=send_after,
+        attempts=0,
     )
     session.add(message)
-    await _sender.deliver(message)
     await session.flush()
     return message
 

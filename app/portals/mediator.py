@@ -129,7 +129,7 @@ async def decide(
         data = Review.model_validate(
             {"decision": str(form.get("decision", "")), "reason": str(form.get("reason", ""))}
         )
-        await review.decide(session, case=case, actor=user, data=data)
+        await review.decide(session, settings, case=case, actor=user, data=data)
 
     return await act_or_show(
         request,

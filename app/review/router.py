@@ -6,6 +6,7 @@ from app.cases import service as cases
 from app.cases.deps import AssignedCase, BankCase, OwnedCase
 from app.cases.schemas import CaseRead
 from app.db import SessionDep
+from app.deps import SettingsDep
 from app.errors import CASE_ERRORS
 from app.review import service
 from app.review.schemas import DebtConfirmation, IdentityCheck, Resubmit, Review
@@ -32,9 +33,9 @@ async def identity_check(
 
 @router.post("/{case_id}/review", response_model=CaseRead, responses=CASE_ERRORS)
 async def review(
-    case: AssignedCase, body: Review, user: CurrentUser, session: SessionDep
+    case: AssignedCase, body: Review, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> CaseRead:
-    await service.decide(session, case=case, actor=user, data=body)
+    await service.decide(session, settings, case=case, actor=user, data=body)
     return cases.to_read(case, user)
 
 

@@ -8,9 +8,12 @@ from app.cases.schemas import DocumentKind
 from app.cases.service import REVIEW_STATUSES
 from app.cases.states import Status, can_transition, transition
 from app.cases.timeline import record_event
+from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict
 from app.loans.service import overdue_tier
+from app.notifications import messages
+from app.notifications import service as outbox
 from app.review.schemas import DebtConfirmation, Decision, IdentityCheck, Resubmit, Review
 from app.users.models import User
 
@@ -71,7 +74,16 @@ _TARGET = {
 }
 
 
-async def decide(session: AsyncSession, *, case: Case, actor: User, data: Review) -> Case:
+_TELL_BORROWER = {
+    Decision.ACCEPT: messages.accepted,
+    Decision.REJECT: messages.rejected,
+    Decision.REQUEST_INFO: messages.information_requested,
+}
+
+
+async def decide(
+    session: AsyncSession, settings: Settings, *, case: Case, actor: User, data: Review
+) -> Case:
     target = _TARGET[data.decision]
     if data.decision == Decision.ACCEPT and can_transition(case.status, target):
         if case.debt_confirmed_at is None:
@@ -85,6 +97,15 @@ async def decide(session: AsyncSession, *, case: Case, actor: User, data: Review
         session, case, target, actor=actor, kind=data.decision.value, note=data.reason or None
     )
     case.decision_reason = data.reason or None
+    borrower = await session.get(User, case.borrower_id)
+    if borrower is not None and borrower.phone_encrypted is not None:
+        await outbox.notify_borrower(
+            session,
+            settings,
+            borrower=borrower,
+            kind=f"review_{data.decision.value}",
+            body=_TELL_BORROWER[data.decision](case.case_no),
+        )
     return case
 
 

@@ -11,6 +11,7 @@ from app import locking, security
 from app.config import Settings
 from app.db import dialect_insert, utcnow
 from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
+from app.notifications import messages
 from app.notifications import service as outbox
 from app.orgs import service as orgs
 from app.users.models import RevokedToken, Role, SmsCode, User
@@ -72,10 +73,7 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
         to=phone,
         kind="login_code",
         requested=True,
-        body=(
-            f"【和解调解平台】您的登录验证码为 {code}，{settings.otp_valid_minutes} 分钟内有效。"
-            "请勿将验证码告诉任何人。如非本人操作，请忽略本短信。"
-        ),
+        body=messages.login_code(code, valid_minutes=settings.otp_valid_minutes),
     )
     return code
 

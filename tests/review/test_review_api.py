@@ -233,3 +233,34 @@ async def test_no_review_of_a_withdrawn_case(
     )
     assert r.status_code == 409
     assert await env.count(CaseEvent) == before
+
+
+@pytest.mark.parametrize(
+    ("decision", "kind", "words"),
+    [
+        ("accept", "review_accept", "已受理"),
+        ("reject", "review_reject", "未能受理"),
+        ("request_info", "review_request_info", "补充"),
+    ],
+)
+async def test_each_decision_is_sent_to_the_borrower(
+    client: httpx.AsyncClient, env: Backend, world: World, decision: str, kind: str, words: str
+) -> None:
+    from sqlalchemy import select
+
+    from app.notifications.models import OutboxMessage
+
+    case_id = await ready_for_decision(client, world)
+    r = await client.post(
+        f"/api/v1/cases/{case_id}/review",
+        json={"decision": decision, "reason": "说明原因"},
+        headers=world.mediator.headers,
+    )
+    assert r.status_code == 200
+    async with env.session() as s:
+        sent = list(await s.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)))
+    assert len(sent) == 1
+    assert sent[0].to_address == world.alice.phone
+    assert sent[0].recipient_user_id == world.alice.user_id
+    assert sent[0].body.startswith("【和解调解平台】")
+    assert words in sent[0].body

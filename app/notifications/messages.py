@@ -1,0 +1,88 @@
+"""The texts sent to borrowers, all in one place.
+
+Every text names who sends it, is polite, and never threatens: no talk of lawsuits, visits,
+exposure, credit blacklists or detention. A test holds each one to that. A text carries no
+amounts or ID numbers: an SMS can be read by whoever holds the phone.
+"""
+
+from datetime import datetime
+
+from app.notifications.contact_rules import SHANGHAI
+
+SENDER = "【和解调解平台】"
+SIGN_IN_HINT = "详情请登录和解调解平台查看。"
+
+
+def _when(at: datetime) -> str:
+    local = at.astimezone(SHANGHAI)
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def login_code(code: str, *, valid_minutes: int) -> str:
+    return (
+        f"{SENDER}您的登录验证码为 {code}，{valid_minutes} 分钟内有效。"
+        "请勿将验证码告诉任何人。如非本人操作，请忽略本短信。"
+    )
+
+
+def application_received(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，您的调解申请（编号 {case_no}）已收到，调解员将尽快审核，"
+        f"审核结果会及时通知您。{SIGN_IN_HINT}"
+    )
+
+
+def information_requested(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，调解员审核您的申请（编号 {case_no}）时需要您补充一些信息，"
+        f"方便时请登录平台查看说明并补充。感谢您的配合。"
+    )
+
+
+def accepted(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，您的调解申请（编号 {case_no}）已受理。"
+        f"调解员将与您商定调解时间，请留意后续通知。{SIGN_IN_HINT}"
+    )
+
+
+def rejected(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，很遗憾，您的调解申请（编号 {case_no}）暂未能受理，原因已在平台说明。"
+        f"如有疑问，欢迎登录平台咨询。"
+    )
+
+
+def slot_booked(case_no: str, *, start: datetime) -> str:
+    return (
+        f"{SENDER}您好，您的调解（编号 {case_no}）已预约在 {_when(start)}（北京时间）在线进行。"
+        f"如需改期，请登录平台操作。"
+    )
+
+
+def rescheduled(case_no: str, *, start: datetime) -> str:
+    return (
+        f"{SENDER}您好，您的调解（编号 {case_no}）时间已调整为 {_when(start)}（北京时间）。"
+        f"{SIGN_IN_HINT}"
+    )
+
+
+def reminder_24h(case_no: str, *, start: datetime) -> str:
+    return (
+        f"{SENDER}温馨提醒：您的在线调解（编号 {case_no}）将于明天 {_when(start)}（北京时间）开始，"
+        f"届时请登录平台进入调解室。"
+    )
+
+
+def reminder_1h(case_no: str, *, start: datetime) -> str:
+    return (
+        f"{SENDER}温馨提醒：您的在线调解（编号 {case_no}）将于一小时后 {_when(start)}（北京时间）"
+        f"开始，请提前登录平台。"
+    )
+
+
+def no_show(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，您预约的调解（编号 {case_no}）未能如期进行。"
+        f"如您仍希望调解，可登录平台重新预约时间。"
+    )
