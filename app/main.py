@@ -17,6 +17,7 @@ from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.orgs.router import router as orgs_router
 from app.portals import bank, borrower, mediator, public, staff
 from app.review.router import router as review_router
+from app.scheduling.router import router as scheduling_router
 from app.users.router import me_router
 from app.users.router import router as auth_router
 from app.web import FRONTEND_DIR
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(orgs_router)
     api.include_router(cases_router)
     api.include_router(review_router)
+    api.include_router(scheduling_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["operations"])

@@ -6,9 +6,11 @@ from app.loans.models import LoanAccount
 from app.locking import KeyLock
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Bank, Institution
+from app.scheduling.models import Appointment, RescheduleApproval, Slot
 from app.users.models import RevokedToken, SmsCode, User
 
 __all__ = [
+    "Appointment",
     "Bank",
     "Base",
     "Case",
@@ -18,7 +20,9 @@ __all__ = [
     "KeyLock",
     "LoanAccount",
     "OutboxMessage",
+    "RescheduleApproval",
     "RevokedToken",
+    "Slot",
     "SmsCode",
     "User",
 ]

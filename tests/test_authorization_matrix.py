@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.helpers import Actor, World, apply, png_bytes, upload
+from tests.scheduling.helpers import accept, book, local, offer, span
 
 # For each operation: who gets what. Callers not named get the default of their column.
 #   anon      - no token                              (401 unless public)
@@ -53,7 +54,27 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     },
     ("POST", "/api/v1/cases/{case_id}/review"): {"owner": "403", "bank": "403", "mediator": "ok"},
     ("POST", "/api/v1/cases/{case_id}/resubmit"): {"owner": "ok", "bank": "403", "mediator": "403"},
+    ("POST", "/api/v1/cases/{case_id}/slots"): {"owner": "403", "bank": "403", "mediator": "ok"},
+    ("GET", "/api/v1/cases/{case_id}/slots"): CASE_READ,
+    ("POST", "/api/v1/cases/{case_id}/appointment"): {
+        "owner": "ok",
+        "bank": "403",
+        "mediator": "403",
+    },
+    ("DELETE", "/api/v1/cases/{case_id}/appointment"): {
+        "owner": "ok",
+        "bank": "403",
+        "mediator": "ok",
+    },
+    ("GET", "/api/v1/cases/{case_id}/appointment.ics"): CASE_READ,
+    ("POST", "/api/v1/cases/{case_id}/no-show"): {"owner": "403", "bank": "403", "mediator": "ok"},
+    ("POST", "/api/v1/cases/{case_id}/reschedule-approval"): {
+        "owner": "403",
+        "bank": "403",
+        "mediator": "ok",
+    },
 }
+SCHEDULING = ("/slots", "/appointment", "/appointment.ics", "/no-show", "/reschedule-approval")
 _refs = itertools.count()
 DEFAULTS = {"anon": "401", "stranger": "404", "other_bank": "404", "other_inst": "404"}
 CALLERS = ("anon", "stranger", "other_bank", "other_inst", "owner", "bank", "mediator")
@@ -73,6 +94,10 @@ def _body(method: str, path: str) -> dict[str, Any]:
         return {"json": {"verified": False, "note": "未核验"}}
     if path.endswith("/review"):
         return {"json": {"decision": "request_info", "reason": "请补充收入证明"}}
+    if path.endswith("/slots") and method == "POST":
+        return {"json": {"slots": [span(local(10))]}}
+    if path.endswith("/no-show"):
+        return {"json": {"absent": "borrower", "reason": "借款人未到场"}}
     if path.endswith("/documents") and method == "POST":
         return {"files": {"file": ("a.png", io.BytesIO(png_bytes()))}, "data": {"kind": "other"}}
     if path == "/api/v1/cases" and method == "POST":
@@ -107,6 +132,15 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
             headers=world.mediator.headers,
             json={"decision": "request_info", "reason": "请补充材料"},
         )
+    booking: dict[str, Any] | None = None
+    if path.endswith(SCHEDULING):
+        # An accepted case with one open slot, booked unless booking is what is tested.
+        await accept(client, world, case["id"])
+        (slot,) = await offer(client, world, case["id"], span(local(9)))
+        if (method, path) == ("POST", "/api/v1/cases/{case_id}/appointment"):
+            booking = {"json": {"slot_id": slot["id"]}}
+        elif not path.endswith("/slots"):
+            assert (await book(client, world.alice, case["id"], slot["id"])).status_code == 201
     url = path.format(case_id=case["id"], document_id=doc["id"])
     actors: dict[str, Actor | None] = {
         "anon": None,
@@ -121,9 +155,8 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
     for caller in CALLERS:
         expected = rules.get(caller, "404")
         actor = actors[caller]
-        r = await client.request(
-            method, url, headers=actor.headers if actor else {}, **_body(method, path)
-        )
+        body = booking or _body(method, path)  # per call: some bodies must be fresh each time
+        r = await client.request(method, url, headers=actor.headers if actor else {}, **body)
         client.cookies.clear()
         got = "ok" if _ok(method, path, r.status_code) else str(r.status_code)
         assert got == expected, f"{caller} {method} {path}: {r.status_code} {r.text[:200]}"
