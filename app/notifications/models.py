@@ -12,6 +12,7 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"  # claimed by a dispatcher until next_attempt_at (its lease)
     SENT = "sent"
     FAILED = "failed"  # permanent: the last attempt was the final one, or the gateway refused it
+    CANCELLED = "cancelled"  # no longer true before it went out (a reminder of a cancelled session)
 
 
 class OutboxMessage(Base):
@@ -31,6 +32,10 @@ class OutboxMessage(Base):
     # The borrower this goes to, when it goes to one: the contact caps are counted per borrower.
     recipient_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    # The case it is about, if any: lets a change of plan withdraw what has not gone out yet.
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
     )
     kind: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text)

@@ -7,9 +7,10 @@ decided here by the lawful-contact rules (`contact_rules`).
 """
 
 from collections import Counter
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import locking, security
@@ -46,6 +47,7 @@ async def enqueue(
         channel=channel,
         to=to,
         recipient=None,
+        case_id=None,
         kind=kind,
         body=body,
         requested=requested,
@@ -63,8 +65,15 @@ async def notify_borrower(
     channel: str = "sms",
     requested: bool = False,
     now: datetime | None = None,
-) -> OutboxMessage:
-    """Queue a message to a borrower's own phone, held by quiet hours and the daily cap."""
+    case_id: str | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> OutboxMessage | None:
+    """Queue a message to a borrower's own phone, held by quiet hours and the daily cap.
+
+    `not_before` plans it for later (a reminder); `not_after` drops it when the rules would
+    only let it out too late to matter (a reminder after its session): then None is returned.
+    """
     if borrower.role != Role.BORROWER or borrower.phone_encrypted is None:
         raise Invalid("only a borrower with a phone on file can be notified", code="no_contact")
     if channel != "sms":
@@ -77,19 +86,26 @@ async def notify_borrower(
         select(OutboxMessage.send_after).where(
             OutboxMessage.recipient_user_id == borrower.id,
             OutboxMessage.requested.is_(False),
-            OutboxMessage.status != OutboxStatus.FAILED,
+            OutboxMessage.status.notin_([OutboxStatus.FAILED, OutboxStatus.CANCELLED]),
             OutboxMessage.send_after >= contact_rules.counting_window_start(now),
         )
     )
     per_day = Counter(contact_rules.local_day(at) for at in planned)
     send_after = contact_rules.earliest_send(
-        channel=channel, requested=requested, now=now, counted_per_day=per_day, to_borrower=True
+        channel=channel,
+        requested=requested,
+        now=max(now, not_before) if not_before else now,
+        counted_per_day=per_day,
+        to_borrower=True,
     )
+    if not_after is not None and send_after > not_after:
+        return None
     return await _add(
         session,
         channel=channel,
         to=security.decrypt_field(settings.secret_key, borrower.phone_encrypted),
         recipient=borrower,
+        case_id=case_id,
         kind=kind,
         body=body,
         requested=requested,
@@ -103,6 +119,7 @@ async def _add(
     channel: str,
     to: str,
     recipient: User | None,
+    case_id: str | None,
     kind: str,
     body: str,
     requested: bool,
@@ -112,6 +129,7 @@ async def _add(
         channel=channel,
         to_address=to,
         recipient_user_id=recipient.id if recipient else None,
+        case_id=case_id,
         kind=kind,
         body=body,
         requested=requested,
@@ -123,6 +141,20 @@ async def _add(
     session.add(message)
     await session.flush()
     return message
+
+
+async def withdraw_pending(session: AsyncSession, *, case_id: str, kinds: Collection[str]) -> int:
+    """Cancel this case's messages of these kinds that have not been picked up to send."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.case_id == case_id,
+            OutboxMessage.kind.in_(list(kinds)),
+            OutboxMessage.status == OutboxStatus.QUEUED,
+        )
+        .values(status=OutboxStatus.CANCELLED)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def recent(

@@ -177,7 +177,47 @@ async def book(
     else:
         kind, body = "slot_booked", messages.slot_booked(case.case_no, start=slot.start)
     await _notify(session, settings, case=case, kind=kind, body=body)
+    await _plan_reminders(session, settings, case=case, appointment=appointment, now=now)
     return appointment
+
+
+REMINDERS = (
+    ("reminder_24h", timedelta(hours=24), messages.reminder_24h),
+    ("reminder_1h", timedelta(hours=1), messages.reminder_1h),
+)
+
+
+async def _plan_reminders(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    case: Case,
+    appointment: Appointment,
+    now: datetime,
+) -> None:
+    """Queue the 24-hour and 1-hour reminders; one that could not lawfully go out before the
+    session starts (quiet hours, the daily cap) is not sent at all."""
+    borrower = await session.get(User, case.borrower_id)
+    if borrower is None or borrower.phone_encrypted is None:
+        return
+    for kind, ahead, text in REMINDERS:
+        at = appointment.start - ahead
+        if at <= now:
+            continue
+        await outbox.notify_borrower(
+            session,
+            settings,
+            borrower=borrower,
+            kind=kind,
+            body=text(case.case_no, start=appointment.start),
+            case_id=case.id,
+            not_before=at,
+            not_after=appointment.start,
+        )
+
+
+async def _withdraw_reminders(session: AsyncSession, *, case: Case) -> None:
+    await outbox.withdraw_pending(session, case_id=case.id, kinds=[k for k, _, _ in REMINDERS])
 
 
 async def reschedule_allowance(session: AsyncSession, *, case: Case) -> RescheduleAllowance:
@@ -208,6 +248,7 @@ async def cancel(session: AsyncSession, *, case: Case, actor: User) -> Appointme
             )
     appointment.status = CANCELLED
     appointment.cancelled_by_role = actor.role
+    await _withdraw_reminders(session, case=case)
     await transition(
         session,
         case,
@@ -249,6 +290,7 @@ async def mark_no_show(
     appointment.status = NO_SHOW
     appointment.absent_party = data.absent
     appointment.reason = data.reason
+    await _withdraw_reminders(session, case=case)
     await transition(
         session,
         case,
