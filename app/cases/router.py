@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 from app.cases import documents, service
 from app.cases.deps import OwnedCase, PartyCase, UploaderCase
 from app.cases.schemas import (
+    AppointmentBrief,
     CaseCreate,
     CasePage,
     CaseRead,
@@ -21,6 +22,7 @@ from app.cases.timeline import list_events
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import CASE_ERRORS, error_responses
+from app.scheduling import service as scheduling
 from app.users.deps import BorrowerUser, CurrentUser
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -47,12 +49,22 @@ async def list_cases(
     cases, next_cursor = await service.list_visible(
         session, user=user, status=status_, limit=limit, cursor=cursor
     )
-    return CasePage(items=[service.to_read(c, user) for c in cases], next_cursor=next_cursor)
+    booked = await _appointments(session, [c.id for c in cases])
+    return CasePage(
+        items=[service.to_read(c, user, appointment=booked.get(c.id)) for c in cases],
+        next_cursor=next_cursor,
+    )
+
+
+async def _appointments(session: SessionDep, case_ids: list[str]) -> dict[str, AppointmentBrief]:
+    booked = await scheduling.active_appointments(session, case_ids=case_ids)
+    return {cid: AppointmentBrief(start=a.start, end=a.end) for cid, a in booked.items()}
 
 
 @router.get("/{case_id}", response_model=CaseRead, responses=CASE_ERRORS)
-async def get_case(case: PartyCase, user: CurrentUser) -> CaseRead:
-    return service.to_read(case, user)
+async def get_case(case: PartyCase, user: CurrentUser, session: SessionDep) -> CaseRead:
+    booked = await _appointments(session, [case.id])
+    return service.to_read(case, user, appointment=booked.get(case.id))
 
 
 @router.get("/{case_id}/events", response_model=list[EventRead], responses=CASE_ERRORS)

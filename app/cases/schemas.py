@@ -111,6 +111,13 @@ class ConsentRead(BaseModel):
     sensitive_info_at: datetime
 
 
+class AppointmentBrief(BaseModel):
+    """The booked session, for every party (the bank's staff included) to see."""
+
+    start: datetime
+    end: datetime
+
+
 class CaseRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -137,6 +144,7 @@ class CaseRead(BaseModel):
     debt: DebtRead | None
     identity_check: IdentityCheckRead | None
     decision_reason: str | None
+    appointment: AppointmentBrief | None = None
     created_at: datetime
     updated_at: datetime
     available_actions: list[str]

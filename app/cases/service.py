@@ -12,6 +12,7 @@ from app import security
 from app.cases.consent import CONSENT_VERSION
 from app.cases.models import Case
 from app.cases.schemas import (
+    AppointmentBrief,
     CaseCreate,
     CaseRead,
     ConsentRead,
@@ -193,7 +194,7 @@ def _account_ref_for(case: Case, user: User) -> str | None:
     return case.loan_account.account_ref
 
 
-def to_read(case: Case, user: User) -> CaseRead:
+def to_read(case: Case, user: User, *, appointment: AppointmentBrief | None = None) -> CaseRead:
     debt = None
     if case.debt_confirmed_at is not None:
         debt = DebtRead(
@@ -243,6 +244,7 @@ def to_read(case: Case, user: User) -> CaseRead:
         decision_reason=case.decision_reason,
         created_at=case.created_at,
         updated_at=case.updated_at,
+        appointment=appointment,
         available_actions=available_actions(case, user),
     )
 

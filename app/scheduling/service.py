@@ -105,6 +105,18 @@ async def active_appointment(session: AsyncSession, *, case: Case) -> Appointmen
     )
 
 
+async def active_appointments(
+    session: AsyncSession, *, case_ids: list[str]
+) -> dict[str, Appointment]:
+    """The booked session of each of these cases that has one, in one query."""
+    if not case_ids:
+        return {}
+    rows = await session.scalars(
+        select(Appointment).where(Appointment.case_id.in_(case_ids), Appointment.status == ACTIVE)
+    )
+    return {a.case_id: a for a in rows}
+
+
 async def _count(session: AsyncSession, model: type, *where: ColumnElement[bool]) -> int:
     return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 

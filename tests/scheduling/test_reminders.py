@@ -1,6 +1,6 @@
 """Reminders 24 hours and 1 hour before the session, withdrawn when the session is not on."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import httpx
 from sqlalchemy import select
@@ -54,3 +54,23 @@ async def test_a_reminder_in_quiet_hours_waits_for_08_00_but_never_after_the_ses
     planned = await _reminders(env, case_id)
     assert planned["reminder_1h"].send_after == start - timedelta(minutes=30)
     assert planned["reminder_24h"].send_after == start - timedelta(hours=24)
+
+
+async def test_every_party_sees_the_booked_time_on_the_case(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    case_id = await accepted_case(client, world)
+    start = local(15, days=2)
+    [slot] = await offer(client, world, case_id, span(start, 90))
+    assert (await book(client, world.alice, case_id, slot["id"])).status_code == 201
+    for who in (world.alice, world.bank_demo, world.mediator):
+        one = (await client.get(f"/api/v1/cases/{case_id}", headers=who.headers)).json()
+        assert one["appointment"] is not None
+        assert one["appointment"]["start"].startswith(
+            start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+        )
+        listed = (await client.get("/api/v1/cases", headers=who.headers)).json()["items"]
+        assert [c["appointment"] for c in listed if c["id"] == case_id] == [one["appointment"]]
+    await client.delete(f"/api/v1/cases/{case_id}/appointment", headers=world.mediator.headers)
+    one = (await client.get(f"/api/v1/cases/{case_id}", headers=world.bank_demo.headers)).json()
+    assert one["appointment"] is None
