@@ -1,4 +1,4 @@
-"""The borrower portal: sign in by SMS code, apply, follow the case, upload, withdraw."""
+"""The borrower portal: sign in by SMS code, apply, follow the case, upload, book a session."""
 
 from typing import Annotated, Any
 
@@ -30,8 +30,11 @@ from app.portals.common import (
     validation_messages,
     yuan_to_fen,
 )
+from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import Resubmit
+from app.scheduling import service as scheduling
+from app.scheduling.schemas import Book
 from app.users import service as users
 from app.users.deps import new_session_token, set_session_cookie
 from app.users.models import Role, User
@@ -309,6 +312,54 @@ async def resubmit(
         await review.resubmit(
             session, case=case, actor=user, data=Resubmit.model_validate({"note": note})
         )
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+    )
+
+
+# --- step 3: book a session, cancel or reschedule it ---------------------------------------------
+
+
+@router.post("/cases/{case_id}/appointment")
+async def book(
+    case_id: str,
+    request: Request,
+    user: BorrowerPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+
+    async def action() -> None:
+        data = Book.model_validate({"slot_id": str(form.get("slot_id", ""))})
+        await scheduling.book(session, settings, case=case, actor=user, slot_id=data.slot_id)
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+        field_labels={"slot_id": N_("Session time")},
+    )
+
+
+@router.post("/cases/{case_id}/appointment/cancel")
+async def cancel_appointment(
+    case_id: str, request: Request, user: BorrowerPortalUser, session: SessionDep
+) -> Response:
+    case = await load_case(session, user, case_id)
+
+    async def action() -> None:
+        await scheduling.cancel(session, case=case, actor=user)
 
     return await act_or_show(
         request,

@@ -22,6 +22,7 @@ from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import AppError, Forbidden, Invalid, NotFound, Unauthenticated
 from app.portals import labels
+from app.scheduling import service as scheduling
 from app.users.deps import authenticate
 from app.users.models import Role, User
 from app.web import form_csrf_ok, redirect, render
@@ -88,6 +89,17 @@ async def case_context(session: AsyncSession, case: Case, user: User) -> dict[st
         "events": await list_events(session, case=case),
         "documents": await documents.list_for_case(session, case=case),
         "labels": labels.ALL,
+        **await schedule_context(session, case),
+    }
+
+
+async def schedule_context(session: AsyncSession, case: Case) -> dict[str, Any]:
+    """Step 3 on a case page: the booked session, the open slots, the reschedules left."""
+    return {
+        "appointment": await scheduling.active_appointment(session, case=case),
+        "open_slots": await scheduling.open_slots(session, case=case),
+        "allowance": await scheduling.reschedule_allowance(session, case=case),
+        "free_reschedules": scheduling.FREE_RESCHEDULES,
     }
 
 

@@ -53,6 +53,12 @@ EVENT = {
     "request_info": N_("More information requested"),
     "resubmitted": N_("Application resubmitted"),
     "withdrawn": N_("Application withdrawn"),
+    "slots_offered": N_("Session times offered"),
+    "appointment_booked": N_("Session booked"),
+    "appointment_cancelled": N_("Session cancelled"),
+    "reschedule_approved": N_("Another reschedule approved"),
+    "no_show_borrower": N_("The borrower did not attend"),
+    "no_show_bank": N_("The bank did not attend"),
 }
 
 ROLE = {
@@ -90,6 +96,7 @@ REFUSAL = {
     "uploads_closed": N_("Documents can no longer be added to this case."),
     "file_too_large": N_("The file is too large."),
     "unknown_bank": N_("Choose a bank from the list."),
+    "not_schedulable": N_("Session times can be offered only on an accepted case."),
 }
 
 # Pydantic's own messages that people meet in the portal forms.

@@ -1,5 +1,6 @@
-"""The mediator portal: the review queue and the review page (identity check and decision)."""
+"""The mediator portal: the review queue, the review page, and scheduling the session."""
 
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from app.cases.states import Status
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import Invalid
+from app.notifications.contact_rules import SHANGHAI
 from app.portals.common import (
     Problem,
     ShowRefusal,
@@ -24,6 +26,8 @@ from app.portals.common import (
 from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import IdentityCheck, Review
+from app.scheduling import service as scheduling
+from app.scheduling.schemas import NoShow, SlotIn
 from app.users.models import Role, User
 
 router = APIRouter(prefix="/mediator", include_in_schema=False)
@@ -162,4 +166,144 @@ async def upload(
         action=action,
         on_error=_redisplay(request, session, settings, user, case_id),
         success_url=f"/mediator/cases/{case_id}",
+    )
+
+
+# --- step 3: offer slots, cancel, approve a reschedule, mark absent ------------------------------
+
+SLOT_ROWS = 3
+
+
+def _slots_from_form(dates: list[str], starts: list[str], ends: list[str]) -> list[SlotIn]:
+    """Rows of date + start + end typed in Asia/Shanghai; empty rows are skipped."""
+    slots: list[SlotIn] = []
+    for day, start, end in zip(dates, starts, ends, strict=False):
+        if not (day.strip() or start.strip() or end.strip()):
+            continue
+        try:
+            on = date.fromisoformat(day.strip())
+            begins, ends_at = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+        except ValueError:
+            raise Invalid(
+                "Enter a date, a start time and an end time for each slot", code="invalid_input"
+            ) from None
+        slots.append(
+            SlotIn(
+                start=datetime.combine(on, begins, tzinfo=SHANGHAI),
+                end=datetime.combine(on, ends_at, tzinfo=SHANGHAI),
+            )
+        )
+    if not slots:
+        raise Invalid("Enter at least one slot", code="invalid_input")
+    return slots
+
+
+def _about_slots(show: ShowRefusal) -> ShowRefusal:
+    """Say that the refusal is about the offered times; the service's message names the slot."""
+
+    async def labelled(problems: list[Problem], status: int) -> Response:
+        return await show([(label or N_("Slot not offered"), m) for label, m in problems], status)
+
+    return labelled
+
+
+@router.post("/cases/{case_id}/slots")
+async def offer_slots(
+    case_id: str,
+    request: Request,
+    user: MediatorPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+
+    def values(name: str) -> list[str]:
+        return [str(v) for v in form.getlist(name)][:SLOT_ROWS]
+
+    async def action() -> None:
+        slots = _slots_from_form(values("slot_date"), values("slot_start"), values("slot_end"))
+        await scheduling.add_slots(session, case=case, actor=user, slots=slots)
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_about_slots(_redisplay(request, session, settings, user, case_id)),
+        success_url=f"/mediator/cases/{case_id}",
+    )
+
+
+@router.post("/cases/{case_id}/appointment/cancel")
+async def cancel_appointment(
+    case_id: str,
+    request: Request,
+    user: MediatorPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+
+    async def action() -> None:
+        await scheduling.cancel(session, case=case, actor=user)
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, settings, user, case_id),
+        success_url=f"/mediator/cases/{case_id}",
+    )
+
+
+@router.post("/cases/{case_id}/reschedule-approval")
+async def approve_reschedule(
+    case_id: str,
+    request: Request,
+    user: MediatorPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+
+    async def action() -> None:
+        await scheduling.approve_reschedule(session, case=case, actor=user)
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, settings, user, case_id),
+        success_url=f"/mediator/cases/{case_id}",
+    )
+
+
+@router.post("/cases/{case_id}/no-show")
+async def no_show(
+    case_id: str,
+    request: Request,
+    user: MediatorPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+
+    async def action() -> None:
+        data = NoShow.model_validate(
+            {"absent": str(form.get("absent", "")), "reason": str(form.get("reason", ""))}
+        )
+        await scheduling.mark_no_show(session, settings, case=case, actor=user, data=data)
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, settings, user, case_id),
+        success_url=f"/mediator/cases/{case_id}",
+        field_labels={"absent": N_("Who was absent"), "reason": N_("What happened")},
     )
