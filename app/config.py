@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     otp_max_attempts: int = 5
     otp_max_per_hour: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Each app process also sends due outbox messages (safe with several: claims are exclusive).
+    # Off when a separate `hejie outbox dispatch` does it.
+    dispatch_in_app: bool = True
 
     # Outbox senders (`hejie outbox dispatch`); unset: messages are only recorded in the outbox.
     # smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465.

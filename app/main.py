@@ -1,5 +1,7 @@
 """The application factory: API routers, portals, error handlers, middleware, static files."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,8 @@ from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
+from app.notifications import dispatcher
+from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
 from app.portals import bank, borrower, mediator, public, staff
 from app.review.router import router as review_router
@@ -38,8 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dispatch = None
+        if settings.dispatch_in_app:
+            dispatch = asyncio.create_task(
+                dispatcher.run(app.state.sessionmaker, senders_from_settings(settings))
+            )
         yield
+        if dispatch is not None:
+            dispatch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatch
         await engine.dispose()
 
     app = FastAPI(

@@ -184,3 +184,23 @@ async def test_run_once_sends_more_than_one_batch(env: Backend) -> None:
     result = await dispatcher.run(env.app.state.sessionmaker, {"sms": recording}, once=True)
     assert result.sent == dispatcher.BATCH + 3
     assert len(recording.delivered) == dispatcher.BATCH + 3
+
+
+async def test_the_app_sends_due_messages_itself(env: Backend) -> None:
+    """With dispatch_in_app (the default), a running app delivers what is due."""
+    from app.main import create_app
+
+    app = create_app(env.settings)
+    async with app.state.sessionmaker() as s:
+        message = await outbox.enqueue(
+            s, channel="sms", to="13100000009", kind="login_code", body="x", requested=True
+        )
+        await s.commit()
+    async with app.router.lifespan_context(app):
+        for _ in range(100):
+            async with app.state.sessionmaker() as s:
+                stored = await s.get(OutboxMessage, message.id)
+                if stored is not None and stored.status == "sent":
+                    break
+            await asyncio.sleep(0.05)
+    assert stored is not None and stored.status == "sent"
