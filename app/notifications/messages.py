@@ -81,6 +81,13 @@ def reminder_1h(case_no: str, *, start: datetime) -> str:
     )
 
 
+def cancelled_by_mediator(case_no: str, *, start: datetime) -> str:
+    return (
+        f"{SENDER}您好，很抱歉，您原定于 {_when(start)}（北京时间）的调解（编号 {case_no}）"
+        f"因调解员安排调整需要改期，调解员将重新提供时间供您选择。{SIGN_IN_HINT}"
+    )
+
+
 def no_show(case_no: str) -> str:
     return (
         f"{SENDER}您好，您预约的调解（编号 {case_no}）未能如期进行。"

@@ -354,12 +354,16 @@ async def book(
 
 @router.post("/cases/{case_id}/appointment/cancel")
 async def cancel_appointment(
-    case_id: str, request: Request, user: BorrowerPortalUser, session: SessionDep
+    case_id: str,
+    request: Request,
+    user: BorrowerPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     case = await load_case(session, user, case_id)
 
     async def action() -> None:
-        await scheduling.cancel(session, case=case, actor=user)
+        await scheduling.cancel(session, settings, case=case, actor=user)
 
     return await act_or_show(
         request,

@@ -246,7 +246,7 @@ async def cancel_appointment(
     case = await load_case(session, user, case_id)
 
     async def action() -> None:
-        await scheduling.cancel(session, case=case, actor=user)
+        await scheduling.cancel(session, settings, case=case, actor=user)
 
     return await act_or_show(
         request,

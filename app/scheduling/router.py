@@ -74,8 +74,10 @@ async def book(
 
 
 @router.delete("/{case_id}/appointment", response_model=AppointmentRead, responses=CASE_ERRORS)
-async def cancel(case: UploaderCase, user: CurrentUser, session: SessionDep) -> AppointmentRead:
-    return _appointment(await service.cancel(session, case=case, actor=user))
+async def cancel(
+    case: UploaderCase, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> AppointmentRead:
+    return _appointment(await service.cancel(session, settings, case=case, actor=user))
 
 
 @router.post(

@@ -105,6 +105,24 @@ async def active_appointment(session: AsyncSession, *, case: Case) -> Appointmen
     )
 
 
+async def upcoming_for_mediator(
+    session: AsyncSession, *, mediator: User, now: datetime
+) -> list[tuple[Appointment, Case]]:
+    """The mediator's booked sessions that have not ended, soonest first, with their cases."""
+    rows = await session.execute(
+        select(Appointment, Case)
+        .join(Case, Case.id == Appointment.case_id)
+        .where(
+            Appointment.mediator_id == mediator.id,
+            Appointment.status == ACTIVE,
+            Appointment.end > now,
+            Case.institution_id == mediator.institution_id,
+        )
+        .order_by(Appointment.start)
+    )
+    return [(a, c) for a, c in rows.tuples()]
+
+
 async def active_appointments(
     session: AsyncSession, *, case_ids: list[str]
 ) -> dict[str, Appointment]:
@@ -247,7 +265,9 @@ async def reschedule_allowance(session: AsyncSession, *, case: Case) -> Reschedu
     )
 
 
-async def cancel(session: AsyncSession, *, case: Case, actor: User) -> Appointment:
+async def cancel(
+    session: AsyncSession, settings: Settings, *, case: Case, actor: User
+) -> Appointment:
     appointment = await active_appointment(session, case=case)
     if appointment is None:
         raise Conflict("There is no booked session to cancel", code="no_appointment")
@@ -261,6 +281,9 @@ async def cancel(session: AsyncSession, *, case: Case, actor: User) -> Appointme
     appointment.status = CANCELLED
     appointment.cancelled_by_role = actor.role
     await _withdraw_reminders(session, case=case)
+    if actor.role != Role.BORROWER:
+        body = messages.cancelled_by_mediator(case.case_no, start=appointment.start)
+        await _notify(session, settings, case=case, kind="appointment_cancelled", body=body)
     await transition(
         session,
         case,

@@ -33,6 +33,7 @@ TEXTS: dict[str, Callable[[], str]] = {
     "reminder_24h": lambda: messages.reminder_24h("HJ20260302-0001", start=START),
     "reminder_1h": lambda: messages.reminder_1h("HJ20260302-0001", start=START),
     "no_show": lambda: messages.no_show("HJ20260302-0001"),
+    "cancelled_by_mediator": lambda: messages.cancelled_by_mediator("HJ20260302-0001", start=START),
 }
 
 

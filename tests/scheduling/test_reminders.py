@@ -74,3 +74,25 @@ async def test_every_party_sees_the_booked_time_on_the_case(
     await client.delete(f"/api/v1/cases/{case_id}/appointment", headers=world.mediator.headers)
     one = (await client.get(f"/api/v1/cases/{case_id}", headers=world.bank_demo.headers)).json()
     assert one["appointment"] is None
+
+
+async def test_the_borrower_is_told_when_the_mediator_cancels(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await accepted_case(client, world)
+    [slot] = await offer(client, world, case_id, span(local(11, days=4)))
+    assert (await book(client, world.alice, case_id, slot["id"])).status_code == 201
+    r = await client.delete(f"/api/v1/cases/{case_id}/appointment", headers=world.mediator.headers)
+    assert r.status_code == 200
+    async with env.session() as s:
+        told = list(
+            await s.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.case_id.is_(None) | (OutboxMessage.case_id == case_id),
+                    OutboxMessage.kind == "appointment_cancelled",
+                )
+            )
+        )
+    assert len(told) == 1
+    assert told[0].to_address == world.alice.phone
+    assert "改期" in told[0].body
