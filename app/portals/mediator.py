@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.cases import service as cases
 from app.cases.states import Status
-from app.db import SessionDep
+from app.db import SessionDep, utcnow
 from app.deps import SettingsDep
 from app.errors import Invalid
 from app.notifications.contact_rules import SHANGHAI
@@ -47,6 +48,17 @@ async def queue(request: Request, user: MediatorPortalUser, session: SessionDep)
         items, _ = await cases.list_visible(session, user=user, status=status, limit=100)
         sections.append((name, [cases.to_read(c, user) for c in items]))
     return page(request, "mediator/queue.html", sections=sections)
+
+
+@router.get("/calendar")
+async def calendar(request: Request, user: MediatorPortalUser, session: SessionDep) -> Response:
+    """The mediator's own booked sessions that have not ended, by day, across all cases."""
+    upcoming = await scheduling.upcoming_for_mediator(session, mediator=user, now=utcnow())
+    days: dict[str, list[tuple[Any, Any]]] = {}
+    for appointment, case in upcoming:
+        day = i18n.format_local_time(appointment.start, "%Y-%m-%d")
+        days.setdefault(day, []).append((appointment, cases.to_read(case, user)))
+    return page(request, "mediator/calendar.html", days=days)
 
 
 async def _review_context(

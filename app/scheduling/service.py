@@ -120,7 +120,7 @@ async def upcoming_for_mediator(
         )
         .order_by(Appointment.start)
     )
-    return [(a, c) for a, c in rows.tuples()]
+    return [(row[0], row[1]) for row in rows]
 
 
 async def active_appointments(

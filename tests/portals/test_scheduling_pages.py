@@ -267,3 +267,27 @@ async def test_wrong_role_and_other_bank_are_refused(
     )
     assert r.status_code == 404
     assert (await load_case(env, case_id)).status == "accepted"
+
+
+async def test_mediator_calendar_lists_own_sessions_only(
+    alice: httpx.AsyncClient,
+    mediator: httpx.AsyncClient,
+    browser: Browser,
+    env: Backend,
+    world: World,
+    clock: TotpClock,
+) -> None:
+    empty = await mediator.get("/mediator/calendar")
+    assert empty.status_code == 200
+    assert "暂无预约" in empty.text
+    case_id = await accepted_case(alice, world)
+    await offer(alice, world, case_id, span(local(14)))
+    assert (await book_through_form(alice, case_id)).status_code == 303
+    page = await mediator.get("/mediator/calendar")
+    assert f'href="/mediator/cases/{case_id}"' in page.text
+    assert "14:00–15:00" in page.text
+    # A mediator of another institution sees none of it; a borrower may not open the page.
+    other = await browser()
+    await sign_in_staff(other, world.mediator_other, clock)
+    assert case_id not in (await other.get("/mediator/calendar")).text
+    assert (await alice.get("/mediator/calendar")).status_code == 403
