@@ -1,5 +1,6 @@
 """The borrower portal: sign in by SMS code, apply, follow the case, upload, book a session."""
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -239,6 +240,27 @@ async def case_page(
     return page(request, "borrower/case.html", **await case_context(session, case, user))
 
 
+async def _act_on_case(
+    request: Request,
+    session: AsyncSession,
+    user: User,
+    case_id: str,
+    action: Callable[[], Awaitable[Any]],
+    *,
+    field_labels: Mapping[str, str] | None = None,
+) -> Response:
+    """A form on the case page: act, then back to the page, or the page again with the refusal."""
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, user, case_id),
+        success_url=f"/borrower/cases/{case_id}",
+        field_labels=field_labels,
+    )
+
+
 def _redisplay(request: Request, session: AsyncSession, user: User, case_id: str) -> ShowRefusal:
     async def show(problems: list[Problem], status: int) -> Response:
         case = await load_case(session, user, case_id)
@@ -268,14 +290,7 @@ async def upload(
     async def action() -> None:
         await add_document_from_form(request, session, settings, case=case, user=user)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, user, case_id),
-        success_url=f"/borrower/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, user, case_id, action)
 
 
 @router.post("/cases/{case_id}/withdraw")
@@ -290,14 +305,7 @@ async def withdraw(
         data = Withdraw.model_validate({"reason": reason})
         await cases.withdraw(session, case=case, actor=user, reason=data.reason)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, user, case_id),
-        success_url=f"/borrower/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, user, case_id, action)
 
 
 @router.post("/cases/{case_id}/resubmit")
@@ -313,14 +321,7 @@ async def resubmit(
             session, case=case, actor=user, data=Resubmit.model_validate({"note": note})
         )
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, user, case_id),
-        success_url=f"/borrower/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, user, case_id, action)
 
 
 # --- step 3: book a session, cancel or reschedule it ---------------------------------------------
@@ -341,14 +342,8 @@ async def book(
         data = Book.model_validate({"slot_id": str(form.get("slot_id", ""))})
         await scheduling.book(session, settings, case=case, actor=user, slot_id=data.slot_id)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, user, case_id),
-        success_url=f"/borrower/cases/{case_id}",
-        field_labels={"slot_id": N_("Session time")},
+    return await _act_on_case(
+        request, session, user, case_id, action, field_labels={"slot_id": N_("Session time")}
     )
 
 
@@ -365,11 +360,4 @@ async def cancel_appointment(
     async def action() -> None:
         await scheduling.cancel(session, settings, case=case, actor=user)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, user, case_id),
-        success_url=f"/borrower/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, user, case_id, action)

@@ -1,5 +1,6 @@
 """The mediator portal: the review queue, the review page, and scheduling the session."""
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, time
 from typing import Annotated, Any
 
@@ -71,6 +72,28 @@ async def _review_context(
     return context
 
 
+async def _act_on_case(
+    request: Request,
+    session: AsyncSession,
+    settings: SettingsDep,
+    user: User,
+    case_id: str,
+    action: Callable[[], Awaitable[Any]],
+    *,
+    field_labels: Mapping[str, str] | None = None,
+) -> Response:
+    """A form on the case page: act, then back to the page, or the page again with the refusal."""
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=_redisplay(request, session, settings, user, case_id),
+        success_url=f"/mediator/cases/{case_id}",
+        field_labels=field_labels,
+    )
+
+
 def _redisplay(
     request: Request, session: AsyncSession, settings: SettingsDep, user: User, case_id: str
 ) -> ShowRefusal:
@@ -120,14 +143,7 @@ async def identity_check(
         )
         await review.check_identity(session, case=case, actor=user, data=data)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, settings, user, case_id, action)
 
 
 @router.post("/cases/{case_id}/review")
@@ -147,14 +163,8 @@ async def decide(
         )
         await review.decide(session, settings, case=case, actor=user, data=data)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
-        field_labels={"decision": N_("Decision")},
+    return await _act_on_case(
+        request, session, settings, user, case_id, action, field_labels={"decision": N_("Decision")}
     )
 
 
@@ -171,14 +181,7 @@ async def upload(
     async def action() -> None:
         await add_document_from_form(request, session, settings, case=case, user=user)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, settings, user, case_id, action)
 
 
 # --- step 3: offer slots, cancel, approve a reschedule, mark absent ------------------------------
@@ -260,14 +263,7 @@ async def cancel_appointment(
     async def action() -> None:
         await scheduling.cancel(session, settings, case=case, actor=user)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, settings, user, case_id, action)
 
 
 @router.post("/cases/{case_id}/reschedule-approval")
@@ -283,14 +279,7 @@ async def approve_reschedule(
     async def action() -> None:
         await scheduling.approve_reschedule(session, case=case, actor=user)
 
-    return await act_or_show(
-        request,
-        session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
-    )
+    return await _act_on_case(request, session, settings, user, case_id, action)
 
 
 @router.post("/cases/{case_id}/no-show")
@@ -310,12 +299,12 @@ async def no_show(
         )
         await scheduling.mark_no_show(session, settings, case=case, actor=user, data=data)
 
-    return await act_or_show(
+    return await _act_on_case(
         request,
         session,
-        user=user,
-        action=action,
-        on_error=_redisplay(request, session, settings, user, case_id),
-        success_url=f"/mediator/cases/{case_id}",
+        settings,
+        user,
+        case_id,
+        action,
         field_labels={"absent": N_("Who was absent"), "reason": N_("What happened")},
     )
