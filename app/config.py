@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     otp_max_attempts: int = 5
     otp_max_per_hour: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Websocket origins allowed besides the page's own (behind a proxy that rewrites Host),
+    # comma-separated, e.g. "https://hejie.example.cn,https://m.hejie.example.cn".
+    allowed_origins: str = ""
     # Each app process also sends due outbox messages (safe with several: claims are exclusive).
     # Off when a separate `hejie outbox dispatch` does it.
     dispatch_in_app: bool = True
@@ -68,6 +71,11 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def allowed_origin_list(self) -> frozenset[str]:
+        origins = (o.strip().rstrip("/") for o in self.allowed_origins.split(","))
+        return frozenset(o for o in origins if o)
 
     @property
     def documents_dir(self) -> Path:

@@ -22,6 +22,8 @@ from app.orgs.router import router as orgs_router
 from app.portals import bank, borrower, mediator, public, staff
 from app.review.router import router as review_router
 from app.scheduling.router import router as scheduling_router
+from app.sessions.hub import Hub
+from app.sessions.router import router as sessions_router
 from app.users.router import me_router
 from app.users.router import router as auth_router
 from app.web import FRONTEND_DIR
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatch = asyncio.create_task(
                 dispatcher.run(app.state.sessionmaker, senders_from_settings(settings))
             )
+        await app.state.hub.start()
         yield
+        await app.state.hub.stop()
         if dispatch is not None:
             dispatch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.hub = Hub(app.state.sessionmaker, redis_url=settings.redis_url)
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(auth_router)
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(cases_router)
     api.include_router(review_router)
     api.include_router(scheduling_router)
+    api.include_router(sessions_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["operations"])

@@ -7,6 +7,7 @@ from app.locking import KeyLock
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Bank, Institution
 from app.scheduling.models import Appointment, RescheduleApproval, Slot
+from app.sessions.models import Message, Offer, Room, Ticket
 from app.users.models import RevokedToken, SmsCode, User
 
 __all__ = [
@@ -19,10 +20,14 @@ __all__ = [
     "Institution",
     "KeyLock",
     "LoanAccount",
+    "Message",
+    "Offer",
     "OutboxMessage",
     "RescheduleApproval",
     "RevokedToken",
+    "Room",
     "Slot",
     "SmsCode",
+    "Ticket",
     "User",
 ]

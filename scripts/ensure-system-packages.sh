@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages Hejie needs, when they are missing (as root; otherwise say what to
 # install). `run`: what `make run` needs; `test`: that plus what the test suite needs (the tests
-# start their own PostgreSQL server from its binaries).
+# start their own PostgreSQL and Redis servers from their binaries, and drive Debian's Chromium).
 set -euo pipefail
 purpose="${1:-test}"
 python="${PYTHON:-python3}"
@@ -13,6 +13,12 @@ fi
 if [ "$purpose" = "test" ]; then
   if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     missing+=(postgresql)
+  fi
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # Chinese text in the browser tests' screenshots and layout.
+  if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1; then
+    missing+=(fonts-noto-cjk)
   fi
 fi
 

@@ -73,8 +73,28 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "bank": "403",
         "mediator": "ok",
     },
+    ("POST", "/api/v1/cases/{case_id}/session/start"): {
+        "owner": "403",
+        "bank": "403",
+        "mediator": "ok",
+    },
+    ("POST", "/api/v1/cases/{case_id}/session/end"): {
+        "owner": "403",
+        "bank": "403",
+        "mediator": "ok",
+    },
+    ("GET", "/api/v1/cases/{case_id}/messages"): CASE_READ,
+    ("POST", "/api/v1/cases/{case_id}/session/ticket"): CASE_READ,
 }
-SCHEDULING = ("/slots", "/appointment", "/appointment.ics", "/no-show", "/reschedule-approval")
+SESSION = ("/session/start", "/session/end", "/messages", "/session/ticket")
+SCHEDULING = (
+    "/slots",
+    "/appointment",
+    "/appointment.ics",
+    "/no-show",
+    "/reschedule-approval",
+    *SESSION,
+)
 _refs = itertools.count()
 DEFAULTS = {"anon": "401", "stranger": "404", "other_bank": "404", "other_inst": "404"}
 CALLERS = ("anon", "stranger", "other_bank", "other_inst", "owner", "bank", "mediator")
@@ -96,6 +116,8 @@ def _body(method: str, path: str) -> dict[str, Any]:
         return {"json": {"decision": "request_info", "reason": "请补充收入证明"}}
     if path.endswith("/slots") and method == "POST":
         return {"json": {"slots": [span(local(10))]}}
+    if path.endswith("/session/end"):
+        return {"json": {"outcome": "failed", "note": "双方未能达成一致"}}
     if path.endswith("/no-show"):
         return {"json": {"absent": "borrower", "reason": "借款人未到场"}}
     if path.endswith("/documents") and method == "POST":

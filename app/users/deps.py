@@ -62,7 +62,7 @@ async def authenticate(request: Request, session: SessionDep, settings: Settings
         token = request.cookies.get(SESSION_COOKIE)
     auth = None
     if token:
-        auth = await _resolve(session, settings, token, via_cookie=via_cookie)
+        auth = await resolve_token(session, settings, token, via_cookie=via_cookie)
         if auth is None and not via_cookie:
             raise Unauthenticated("The token is invalid, expired or revoked", code="invalid_token")
     request.state.auth = auth
@@ -71,7 +71,7 @@ async def authenticate(request: Request, session: SessionDep, settings: Settings
     return auth
 
 
-async def _resolve(
+async def resolve_token(
     session: SessionDep, settings: Settings, token: str, *, via_cookie: bool
 ) -> Auth | None:
     try:

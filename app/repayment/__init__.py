@@ -1,0 +1,1 @@
+"""Repayment plans: the offer a borrower makes and the installments it becomes."""

@@ -1,0 +1,1 @@
+"""Step 4: the live mediation room: messages, caucus channels, offers, conduct, fan-out."""

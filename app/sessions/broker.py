@@ -1,0 +1,124 @@
+"""How app instances tell each other that a room has new messages.
+
+The database is the truth: a wake-up says only "case X has messages up to seq N"; each instance
+reads what its own connections miss from the database. Typing indicators, which are not stored,
+travel whole. One process needs no broker at all (`InProcessBroker`); several share Redis.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+log = logging.getLogger("hejie.sessions.broker")
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
+CHANNEL_PREFIX = "hejie:room:"
+
+
+class Broker(Protocol):
+    async def start(self, handler: Handler, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        """Begin passing events from other instances to `handler`."""
+
+    async def publish(self, case_id: str, event: dict[str, Any]) -> None:
+        """Tell the other instances; this instance has already served its own connections."""
+
+    async def stop(self) -> None: ...
+
+
+class InProcessBroker:
+    """A single process: every connection is local, so there is nobody else to tell."""
+
+    async def start(self, handler: Handler, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        return None
+
+    async def publish(self, case_id: str, event: dict[str, Any]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBroker:
+    """Redis pub/sub between instances; a lost subscription is re-made and rooms re-read."""
+
+    def __init__(self, url: str, *, instance_id: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url)
+        self._instance_id = instance_id
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, handler: Handler, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(handler, on_reconnect, ready))
+        # Subscribed before the first connection is served, or its first wake-ups could be lost.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=5)
+
+    async def _listen(
+        self,
+        handler: Handler,
+        on_reconnect: Callable[[], Awaitable[None]],
+        ready: asyncio.Event,
+    ) -> None:
+        delay = 0.2
+        first = True
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                    ready.set()
+                    if not first:
+                        # Wake-ups sent while we were away are gone; the database has the messages.
+                        await on_reconnect()
+                    first = False
+                    delay = 0.2
+                    async for item in pubsub.listen():
+                        if item.get("type") != "pmessage":
+                            continue
+                        await self._dispatch(handler, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("redis subscription lost; retrying in %.1fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dispatch(self, handler: Handler, item: dict[str, Any]) -> None:
+        channel = item["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        try:
+            event = json.loads(item["data"])
+        except (TypeError, ValueError):
+            log.warning("ignoring a malformed room event")
+            return
+        if not isinstance(event, dict) or event.get("origin") == self._instance_id:
+            return
+        try:
+            await handler(channel.removeprefix(CHANNEL_PREFIX), event)
+        except Exception:
+            log.exception("room event handler failed")
+
+    async def publish(self, case_id: str, event: dict[str, Any]) -> None:
+        event = {**event, "origin": self._instance_id}
+        try:
+            await self._redis.publish(CHANNEL_PREFIX + case_id, json.dumps(event))
+        except Exception:
+            # The message is stored; other instances' clients get it when they resume.
+            log.warning("could not publish a room event to redis", exc_info=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._redis.aclose()
+
+
+def broker_for(redis_url: str | None, *, instance_id: str) -> Broker:
+    if redis_url:
+        return RedisBroker(redis_url, instance_id=instance_id)
+    return InProcessBroker()

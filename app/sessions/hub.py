@@ -1,0 +1,309 @@
+"""This instance's open rooms and their connections, and the fan-out of stored messages to them.
+
+A connection receives a message once, in seq order, and only if `rules.view` lets its reader see
+it. Each room remembers the last seq it fanned out; anything a wake-up skips over is read back from
+the database, so messages from other instances arrive complete and in order.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import WebSocket
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import new_id
+from app.sessions import service
+from app.sessions.broker import Broker, broker_for
+from app.sessions.models import Room as RoomRow
+from app.sessions.rules import Side, view, view_key
+
+log = logging.getLogger("hejie.sessions")
+
+# Frames waiting for a slow reader; past this the connection is closed and must resume.
+MAX_QUEUED_FRAMES = 2000
+RATE_LIMIT = 5  # messages
+RATE_WINDOW = 1.0  # second
+# Rooms re-read the database this often, so a lost wake-up delays a message but never loses it.
+SWEEP_SECONDS = 2.0
+CLOSE_SESSION_ENDED = 4000
+CLOSE_TOO_SLOW = 1013
+
+
+class Connection:
+    """One websocket of one member; frames go out through a queue so a slow reader stalls no one."""
+
+    def __init__(self, websocket: WebSocket, case_id: str, member: service.Member) -> None:
+        self.websocket = websocket
+        self.case_id = case_id
+        self.member = member
+        # The highest seq this connection has been sent (or chose to skip); None until it resumes.
+        self.sent_seq: int | None = None
+        self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(MAX_QUEUED_FRAMES)
+        self._writer = asyncio.create_task(self._write())
+        self.closed = False
+        self._closer: asyncio.Task[None] | None = None
+
+    def push(self, frame: dict[str, Any] | str) -> None:
+        if self.closed:
+            return
+        text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.close(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued have gone out."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((code, reason))
+        if self._queue.full():
+            # No room even for the close: drop what is queued and close now.
+            self._writer.cancel()
+            self._closer = asyncio.create_task(self._close_now(code, reason))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code, reason)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, tuple):
+                    await self._close_now(*item)
+                    return
+                await self.websocket.send_text(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The peer went away; the reading side notices and cleans up.
+            self.closed = True
+
+    async def stop(self) -> None:
+        self.closed = True
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._writer
+
+
+class Room:
+    def __init__(self, case_id: str, seen_seq: int) -> None:
+        self.case_id = case_id
+        self.seen_seq = seen_seq
+        self.connections: set[Connection] = set()
+        self.lock = asyncio.Lock()
+
+
+class Hub:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, redis_url: str | None = None
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.instance_id = new_id()
+        self.broker: Broker = broker_for(redis_url, instance_id=self.instance_id)
+        self.rooms: dict[str, Room] = {}
+        self._sent: dict[str, deque[float]] = defaultdict(deque)
+        self._typed: dict[str, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_event, self.resync)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for room in list(self.rooms.values()):
+            for conn in list(room.connections):
+                conn.close(1012, "server restarting; reconnect")
+        await self.broker.stop()
+
+    # Membership -----------------------------------------------------------------------------
+
+    async def join(self, conn: Connection) -> bool:
+        """Add the connection; True when it is its member's first connection to this room here."""
+        room = self.rooms.get(conn.case_id)
+        if room is None:
+            async with self.sessionmaker() as session:
+                seen = await service.last_seq(session, case_id=conn.case_id)
+            room = self.rooms.setdefault(conn.case_id, Room(conn.case_id, seen))
+        first = not any(c.member.user_id == conn.member.user_id for c in room.connections)
+        room.connections.add(conn)
+        return first
+
+    def leave(self, conn: Connection) -> bool:
+        """Drop the connection; True when it was its member's last connection to this room here."""
+        room = self.rooms.get(conn.case_id)
+        if room is None:
+            return False
+        room.connections.discard(conn)
+        if not room.connections:
+            del self.rooms[conn.case_id]
+        return not any(c.member.user_id == conn.member.user_id for c in room.connections)
+
+    def allow_send(self, user_id: str) -> float | None:
+        """None if the member may send now, else the seconds until they may."""
+        now = time.monotonic()
+        sent = self._sent[user_id]
+        while sent and now - sent[0] >= RATE_WINDOW:
+            sent.popleft()
+        if len(sent) >= RATE_LIMIT:
+            return RATE_WINDOW - (now - sent[0])
+        sent.append(now)
+        return None
+
+    def allow_typing(self, user_id: str) -> bool:
+        """Typing indicators: at most one per second per member; the rest are dropped quietly."""
+        now = time.monotonic()
+        if now - self._typed.get(user_id, 0.0) < 1.0:
+            return False
+        self._typed[user_id] = now
+        return True
+
+    # Delivery -------------------------------------------------------------------------------
+
+    async def resume(self, conn: Connection, after: int) -> int:
+        """Send the connection what it missed after `after`; live messages follow from there."""
+        room = self.rooms[conn.case_id]
+        async with room.lock:
+            async with self.sessionmaker() as session:
+                # A client that claims more than the room holds gets everything it can see.
+                after = min(after, await service.last_seq(session, case_id=conn.case_id))
+                missed = await service.history(
+                    session, case_id=conn.case_id, reader=conn.member, after=after, limit=None
+                )
+            for shown in missed:
+                conn.push(shown)
+            # Messages after the last one read here that this reader may see arrive by fan-out;
+            # the ones in between it may not see, so skipping them loses nothing.
+            conn.sent_seq = missed[-1]["seq"] if missed else after
+            return conn.sent_seq
+
+    async def publish(self, case_id: str, records: list[dict[str, Any]]) -> None:
+        """Stored and committed messages: serve this instance's connections, then wake the rest."""
+        if not records:
+            return
+        room = self.rooms.get(case_id)
+        if room is not None:
+            await self._fan_out(room, records)
+        await self.broker.publish(case_id, {"t": "wake", "seq": records[-1]["seq"]})
+
+    async def typing(self, conn: Connection, channel: str) -> None:
+        event = {
+            "t": "typing",
+            "channel": channel,
+            "side": conn.member.side.value,
+            "name": conn.member.name,
+            "user_id": conn.member.user_id,
+        }
+        self._typing_local(conn.case_id, event)
+        await self.broker.publish(conn.case_id, event)
+
+    def _typing_local(self, case_id: str, event: dict[str, Any]) -> None:
+        room = self.rooms.get(case_id)
+        if room is None:
+            return
+        probe = {"channel": event["channel"], "sender_id": event["user_id"], "state": "delivered"}
+        frame = {
+            "type": "typing",
+            "channel": event["channel"],
+            "side": event["side"],
+            "name": event["name"],
+        }
+        for conn in room.connections:
+            if conn.member.user_id == event["user_id"] or conn.sent_seq is None:
+                continue
+            if view(probe, conn.member.side, conn.member.user_id) is not None:
+                conn.push(frame)
+
+    async def _on_event(self, case_id: str, event: dict[str, Any]) -> None:
+        room = self.rooms.get(case_id)
+        if room is None:
+            return
+        if event.get("t") == "wake" and isinstance(event.get("seq"), int):
+            if event["seq"] > room.seen_seq:
+                await self._fan_out(room, [])
+        elif (
+            event.get("t") == "typing"
+            and isinstance(event.get("user_id"), str)
+            and event.get("side") in {s.value for s in Side}
+        ):
+            self._typing_local(case_id, event)
+
+    async def resync(self) -> None:
+        for room in list(self.rooms.values()):
+            await self._fan_out(room, [])
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self._sweep_once()
+            except Exception:
+                log.warning("room sweep failed", exc_info=True)
+
+    async def _sweep_once(self) -> None:
+        if not self.rooms:
+            return
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(RoomRow.case_id, RoomRow.last_seq).where(
+                    RoomRow.case_id.in_(list(self.rooms))
+                )
+            )
+            latest = dict(rows.tuples().all())
+        for case_id, seq in latest.items():
+            room = self.rooms.get(case_id)
+            if room is not None and seq > room.seen_seq:
+                await self._fan_out(room, [])
+
+    async def _fan_out(self, room: Room, records: list[dict[str, Any]]) -> None:
+        async with room.lock:
+            fresh = [r for r in records if r["seq"] > room.seen_seq]
+            if not fresh or fresh[0]["seq"] != room.seen_seq + 1:
+                # A gap (or a bare wake-up): the database has everything up to the newest seq.
+                async with self.sessionmaker() as session:
+                    rows = await service.messages_after(
+                        session, case_id=room.case_id, after=room.seen_seq
+                    )
+                fresh = [service.record(m) for m in rows]
+            if not fresh:
+                return
+            self._send(room.connections, fresh)
+            room.seen_seq = fresh[-1]["seq"]
+            if any(_ends_session(r) for r in fresh):
+                for conn in list(room.connections):
+                    conn.close(CLOSE_SESSION_ENDED, "the session has ended")
+
+    @staticmethod
+    def _send(connections: Iterable[Connection], records: list[dict[str, Any]]) -> None:
+        for record in records:
+            rendered: dict[tuple[str, bool], str | None] = {}
+            for conn in connections:
+                if conn.sent_seq is None or record["seq"] <= conn.sent_seq:
+                    continue
+                conn.sent_seq = record["seq"]
+                key = view_key(record, conn.member.side, conn.member.user_id)
+                if key not in rendered:
+                    shown = view(record, conn.member.side, conn.member.user_id)
+                    rendered[key] = None if shown is None else json.dumps(shown, ensure_ascii=False)
+                text = rendered[key]
+                if text is not None:
+                    conn.push(text)
+
+
+def _ends_session(record: dict[str, Any]) -> bool:
+    payload = record.get("payload") or {}
+    return record["kind"] == "system" and payload.get("event") == "ended"

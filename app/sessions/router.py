@@ -1,0 +1,443 @@
+"""Step 4 routes: start and end the session, read the transcript, and the live room itself."""
+
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, status
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app import security
+from app.cases import service as cases
+from app.cases.deps import AssignedCase, PartyCase
+from app.cases.models import Case
+from app.config import Settings
+from app.db import SessionDep, utcnow
+from app.errors import CASE_ERRORS, AppError
+from app.sessions import service
+from app.sessions.hub import Connection, Hub
+from app.sessions.models import Message, Room, Ticket
+from app.sessions.rules import JOINT, readable_channels
+from app.sessions.schemas import SessionEnd, TicketRead
+from app.users.deps import SESSION_COOKIE, CurrentUser, resolve_token
+from app.users.models import User
+
+log = logging.getLogger("hejie.sessions")
+router = APIRouter(prefix="/cases", tags=["session"])
+
+TICKET_SECONDS = 60
+TICKET_PROTOCOL = "hejie.ticket."
+PROTOCOL = "hejie.v1"
+MAX_FRAME_CHARS = 32 * 1024
+MAX_CLIENT_MSG_ID = 64
+CLOSE_NOT_OPEN = 4409
+
+
+def _hub(request: Request | WebSocket) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+@router.post("/{case_id}/session/start", responses=CASE_ERRORS)
+async def start(
+    request: Request,
+    case: AssignedCase,
+    user: CurrentUser,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> dict[str, Any]:
+    message = await service.start(session, case=case, actor=user)
+    background.add_task(_hub(request).publish, case.id, [service.record(message)])
+    return {"id": case.id, "status": case.status, "seq": message.seq}
+
+
+@router.post("/{case_id}/session/end", responses=CASE_ERRORS)
+async def end(
+    request: Request,
+    case: AssignedCase,
+    body: SessionEnd,
+    user: CurrentUser,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> dict[str, Any]:
+    message = await service.end(
+        session, case=case, actor=user, outcome=body.outcome, note=body.note
+    )
+    background.add_task(_hub(request).publish, case.id, [service.record(message)])
+    return {"id": case.id, "status": case.status, "seq": message.seq}
+
+
+@router.get("/{case_id}/messages", responses=CASE_ERRORS)
+async def messages(
+    case: PartyCase,
+    user: CurrentUser,
+    session: SessionDep,
+    since: Annotated[int, Query(ge=0, description="return messages after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    reader = await service.member(session, case=case, user=user)
+    return await service.history(session, case_id=case.id, reader=reader, after=since, limit=limit)
+
+
+@router.post(
+    "/{case_id}/session/ticket",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TicketRead,
+    responses=CASE_ERRORS,
+)
+async def ticket(
+    request: Request, case: PartyCase, user: CurrentUser, session: SessionDep
+) -> TicketRead:
+    """A single-use ticket for clients that cannot send the session cookie with the handshake."""
+    await service.member(session, case=case, user=user)
+    settings: Settings = request.app.state.settings
+    value = secrets.token_urlsafe(32)
+    session.add(
+        Ticket(
+            token_hash=security.keyed_hash(settings.secret_key, "ws-ticket", value),
+            case_id=case.id,
+            user_id=user.id,
+            expires_at=utcnow() + timedelta(seconds=TICKET_SECONDS),
+        )
+    )
+    await session.flush()
+    return TicketRead(ticket=value, expires_in=TICKET_SECONDS, protocol=TICKET_PROTOCOL + value)
+
+
+# The live room ---------------------------------------------------------------------------------
+
+
+def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        # Browsers always send Origin; other clients cannot carry a victim's cookie.
+        return "cookie" not in websocket.headers or SESSION_COOKIE not in websocket.cookies
+    if origin in settings.allowed_origin_list:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == websocket.headers.get("host")
+
+
+def _offered_ticket(websocket: WebSocket) -> str | None:
+    offered = websocket.headers.get("sec-websocket-protocol", "")
+    for item in (p.strip() for p in offered.split(",")):
+        if item.startswith(TICKET_PROTOCOL):
+            return item[len(TICKET_PROTOCOL) :]
+    return None
+
+
+async def _caller(
+    websocket: WebSocket, session: AsyncSession, settings: Settings, case_id: str
+) -> User | None:
+    ticket = _offered_ticket(websocket)
+    if ticket is not None:
+        used = await session.execute(
+            update(Ticket)
+            .where(
+                Ticket.token_hash == security.keyed_hash(settings.secret_key, "ws-ticket", ticket),
+                Ticket.case_id == case_id,
+                Ticket.used_at.is_(None),
+                Ticket.expires_at > utcnow(),
+            )
+            .values(used_at=utcnow())
+            .returning(Ticket.user_id)
+        )
+        user_id = used.scalar_one_or_none()
+        await session.commit()
+        user = await session.get(User, user_id) if user_id else None
+        return user if user is not None and user.is_active else None
+    header = websocket.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    via_cookie = not (scheme.lower() == "bearer" and token.strip())
+    token = websocket.cookies.get(SESSION_COOKIE, "") if via_cookie else token.strip()
+    if not token:
+        return None
+    auth = await resolve_token(session, settings, token, via_cookie=via_cookie)
+    return auth.user if auth else None
+
+
+async def _admit(
+    websocket: WebSocket, maker: async_sessionmaker[AsyncSession], settings: Settings, case_id: str
+) -> tuple[service.Member, AppError | None] | None:
+    """The caller as a member of this room (with why it is not open now), or None: refused."""
+    async with maker() as session:
+        user = await _caller(websocket, session, settings, case_id)
+        if user is None:
+            return None
+        case = await cases.get_visible(session, user=user, case_id=case_id)
+        if case is None:
+            return None
+        side = await service.side_of(session, case=case, user=user)
+        if side is None:
+            return None
+        who = await service.member(session, case=case, user=user)
+        try:
+            await service.check_open(session, case=case)
+        except AppError as exc:
+            return who, exc
+        return who, None
+
+
+@router.websocket("/{case_id}/session")
+async def room(websocket: WebSocket, case_id: str) -> None:
+    settings: Settings = websocket.app.state.settings
+    maker: async_sessionmaker[AsyncSession] = websocket.app.state.sessionmaker
+    hub = _hub(websocket)
+    if not _origin_allowed(websocket, settings):
+        await websocket.close(code=1008)  # before accept: the handshake is answered 403
+        return
+    admitted = await _admit(websocket, maker, settings, case_id)
+    if admitted is None:
+        await websocket.close(code=1008)
+        return
+    who, not_open = admitted
+    offered = websocket.headers.get("sec-websocket-protocol", "")
+    subprotocol = PROTOCOL if PROTOCOL in [p.strip() for p in offered.split(",")] else None
+    await websocket.accept(subprotocol=subprotocol)
+    if not_open is not None:
+        await websocket.send_text(_error(not_open.code, not_open.message))
+        await websocket.close(CLOSE_NOT_OPEN, not_open.code)
+        return
+
+    conn = Connection(websocket, case_id, who)
+    try:
+        if await hub.join(conn):
+            await _presence(hub, maker, conn, "joined")
+        conn.push(await _welcome(maker, conn))
+        await _serve(hub, maker, conn)
+    finally:
+        await conn.stop()
+        if hub.leave(conn):
+            try:
+                await _presence(hub, maker, conn, "left")
+            except Exception:
+                log.warning("could not record a departure", exc_info=True)
+
+
+async def _presence(
+    hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection, event: str
+) -> None:
+    async with maker() as session, session.begin():
+        status_now = await session.get(Case, conn.case_id)
+        if status_now is None or status_now.status not in service.OPEN_STATUSES:
+            return
+        message = await service.presence(
+            session,
+            case_id=conn.case_id,
+            who=conn.member,
+            event="joined" if event == "joined" else "left",
+        )
+        record = service.record(message)
+    await hub.publish(conn.case_id, [record])
+
+
+async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) -> dict[str, Any]:
+    async with maker() as session:
+        case = await session.get(Case, conn.case_id)
+        assert case is not None
+        online = await service.presence_now(session, case_id=conn.case_id)
+        last = await service.last_seq(session, case_id=conn.case_id)
+        room_row = await session.get(Room, conn.case_id)
+        offer = await service.accepted_offer(session, case_id=conn.case_id)
+    muted = {}
+    if room_row is not None:
+        for side, until in (
+            ("borrower", room_row.borrower_muted_until),
+            ("bank", room_row.bank_muted_until),
+        ):
+            if until is not None and until > utcnow():
+                muted[side] = until.isoformat().replace("+00:00", "Z")
+    return {
+        "type": "welcome",
+        "protocol": PROTOCOL,
+        "case_id": case.id,
+        "case_no": case.case_no,
+        "status": case.status,
+        "you": {"side": conn.member.side.value, "name": conn.member.name},
+        "channels": sorted(readable_channels(conn.member.side)),
+        "last_seq": last,
+        "presence": online,
+        "muted": muted,
+        "accepted_offer_id": offer.id if offer else None,
+    }
+
+
+def _error(code: str, detail: str, **extra: Any) -> str:
+    return json.dumps(
+        {"type": "error", "code": code, "detail": detail, **extra}, ensure_ascii=False
+    )
+
+
+async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection) -> None:
+    websocket = conn.websocket
+    while True:
+        try:
+            incoming = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if incoming["type"] == "websocket.disconnect":
+            return
+        text = incoming.get("text")
+        if text is None:
+            conn.push(_error("malformed", "frames are JSON text, not binary"))
+            continue
+        if len(text) > MAX_FRAME_CHARS:
+            conn.push(_error("frame_too_large", f"a frame is at most {MAX_FRAME_CHARS} characters"))
+            continue
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            conn.push(_error("malformed", "a frame must be a JSON object"))
+            continue
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            conn.push(_error("malformed", "a frame must be a JSON object with a 'type'"))
+            continue
+        await _handle(hub, maker, conn, frame)
+        if conn.closed or websocket.application_state != WebSocketState.CONNECTED:
+            return
+
+
+WRITES = frozenset({"send", "offer", "respond", "mute", "remove"})
+
+
+async def _handle(
+    hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection, frame: dict[str, Any]
+) -> None:
+    kind = frame["type"]
+    if kind == "ping":
+        conn.push({"type": "pong"})
+        return
+    if kind == "resume":
+        after = frame.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            conn.push(_error("malformed", "'after' must be a seq number (0 for everything)"))
+            return
+        last = await hub.resume(conn, after)
+        conn.push({"type": "resumed", "last_seq": last})
+        return
+    if kind == "typing":
+        channel = frame.get("channel")
+        readable = isinstance(channel, str) and channel in readable_channels(conn.member.side)
+        if readable and hub.allow_typing(conn.member.user_id):
+            await hub.typing(conn, str(channel))
+        return
+    if kind not in WRITES:
+        conn.push(_error("unknown_type", f"unknown frame type {kind!r}"))
+        return
+    client_msg_id = frame.get("client_msg_id")
+    if (
+        not isinstance(client_msg_id, str)
+        or not 1 <= len(client_msg_id) <= MAX_CLIENT_MSG_ID
+        or not client_msg_id.isascii()
+        or not client_msg_id.isprintable()
+    ):
+        conn.push(_error("malformed", "'client_msg_id' must be 1-64 printable ASCII characters"))
+        return
+    if conn.sent_seq is None:
+        conn.push(_error("resume_first", "send a resume frame first", client_msg_id=client_msg_id))
+        return
+    wait = hub.allow_send(conn.member.user_id)
+    if wait is not None:
+        conn.push(
+            _error(
+                "rate_limited",
+                "at most 5 messages per second",
+                client_msg_id=client_msg_id,
+                retry_after=round(wait, 3),
+            )
+        )
+        return
+    try:
+        message, duplicate = await _write(maker, conn, kind, frame, client_msg_id)
+    except AppError as exc:
+        conn.push(_error(exc.code, exc.message, client_msg_id=client_msg_id))
+        return
+    record = service.record(message)
+    conn.push(
+        {
+            "type": "ack",
+            "client_msg_id": client_msg_id,
+            "seq": message.seq,
+            "state": message.state,
+            "duplicate": duplicate,
+        }
+    )
+    if not duplicate:
+        await hub.publish(conn.case_id, [record])
+
+
+async def _write(
+    maker: async_sessionmaker[AsyncSession],
+    conn: Connection,
+    kind: str,
+    frame: dict[str, Any],
+    client_msg_id: str,
+) -> tuple[Message, bool]:
+    """One short transaction per frame; a retried client_msg_id gets the stored message back."""
+    who = conn.member
+    for _ in range(2):
+        try:
+            async with maker() as session, session.begin():
+                existing = await service.find_sent(
+                    session, sender_id=who.user_id, client_msg_id=client_msg_id
+                )
+                if existing is not None:
+                    return existing, True
+                return await _apply(session, conn, kind, frame, client_msg_id), False
+        except IntegrityError:
+            continue  # the same client_msg_id raced in on another connection; read it back
+    raise AppError("Could not store the message; send it again", code="retry")
+
+
+async def _apply(
+    session: AsyncSession, conn: Connection, kind: str, frame: dict[str, Any], client_msg_id: str
+) -> Message:
+    who, case_id = conn.member, conn.case_id
+    if kind == "send":
+        return await service.say(
+            session,
+            case_id=case_id,
+            who=who,
+            channel=str(frame.get("channel", JOINT)),
+            text=frame.get("text"),
+            client_msg_id=client_msg_id,
+        )
+    if kind == "offer":
+        case = await session.get(Case, case_id)
+        assert case is not None
+        return await service.propose(
+            session,
+            case=case,
+            who=who,
+            terms=service.parse_terms(frame.get("terms")),
+            note=frame.get("note"),
+            client_msg_id=client_msg_id,
+        )
+    if kind == "respond":
+        return await service.respond(
+            session,
+            case_id=case_id,
+            who=who,
+            offer_id=frame.get("offer_id"),
+            response=frame.get("response"),
+            reason=frame.get("reason"),
+            client_msg_id=client_msg_id,
+        )
+    if kind == "mute":
+        return await service.mute(
+            session,
+            case_id=case_id,
+            who=who,
+            party=frame.get("party"),
+            minutes=frame.get("minutes"),
+            client_msg_id=client_msg_id,
+        )
+    return await service.remove(
+        session, case_id=case_id, who=who, seq=frame.get("seq"), client_msg_id=client_msg_id
+    )

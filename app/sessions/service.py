@@ -1,0 +1,591 @@
+"""Step 4: starting and ending the session, and everything said and done in the room.
+
+Every function here writes at most one message and flushes; the caller commits once and only then
+fans the message out. Each write first claims the case's next sequence number, whose row lock
+serialises the room: checks made after it see every earlier message of the case.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.cases.models import Case
+from app.cases.states import Status, transition
+from app.db import dialect_insert, utcnow
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.i18n import SHANGHAI
+from app.repayment import plans
+from app.scheduling import service as scheduling
+from app.sessions import conduct
+from app.sessions.models import Message, Offer, Room
+from app.sessions.rules import (
+    CHANNELS,
+    JOINT,
+    PARTIES,
+    Side,
+    can_write,
+    readable_channels,
+    view,
+)
+from app.users.models import Role, User
+from app.validation import free_text
+
+# Parties may enter the waiting room this long before the booked time.
+JOIN_EARLY = timedelta(minutes=10)
+MAX_TEXT_CHARS = 4000
+MAX_NOTE_CHARS = 1000
+MAX_MUTE_MINUTES = 60
+OPEN_STATUSES = frozenset({Status.SCHEDULED, Status.IN_SESSION})
+
+
+@dataclass(frozen=True)
+class Member:
+    """A signed-in party of one room, as plain values the websocket can keep between messages."""
+
+    user_id: str
+    side: Side
+    name: str
+
+
+async def side_of(session: AsyncSession, *, case: Case, user: User) -> Side | None:
+    """Which side of this case's room the user is on, or None when they are not a party."""
+    if user.role == Role.BORROWER and user.id == case.borrower_id:
+        return Side.BORROWER
+    if user.role == Role.BANK_STAFF and user.bank_id == case.bank_id:
+        return Side.BANK
+    if user.role == Role.MEDIATOR and user.institution_id == case.institution_id:
+        if user.id == case.mediator_id:
+            return Side.MEDIATOR
+        appointment = await scheduling.active_appointment(session, case=case)
+        if appointment is not None and appointment.mediator_id == user.id:
+            return Side.MEDIATOR
+    return None
+
+
+async def member(session: AsyncSession, *, case: Case, user: User) -> Member:
+    """The caller as a party of the room, or 403: seeing a case is not being in its room."""
+    side = await side_of(session, case=case, user=user)
+    if side is None:
+        raise Forbidden(
+            "Only the parties and the case's mediator are in the room", code="not_a_party"
+        )
+    name = case.full_name if side == Side.BORROWER else user.display_name
+    return Member(user_id=user.id, side=side, name=name)
+
+
+async def check_open(session: AsyncSession, *, case: Case, now: datetime | None = None) -> None:
+    """Refuse to let anyone into a room that is not open (yet, or any more)."""
+    now = now or utcnow()
+    if case.status == Status.IN_SESSION:
+        return
+    if case.status != Status.SCHEDULED:
+        raise Conflict(
+            "The session is not open: the case is not scheduled", code="session_not_open"
+        )
+    appointment = await scheduling.active_appointment(session, case=case)
+    if appointment is None:
+        raise Conflict("There is no booked session", code="no_appointment")
+    opens = appointment.start - JOIN_EARLY
+    if now < opens:
+        raise Conflict(
+            f"The room opens at {opens.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai",
+            code="too_early",
+        )
+
+
+def record(message: Message) -> dict[str, Any]:
+    """The full form of a message, JSON-ready; readers get `rules.view` of it."""
+    return {
+        "type": "message",
+        "seq": message.seq,
+        "id": message.id,
+        "channel": message.channel,
+        "kind": message.kind,
+        "sender": {"side": message.sender_side, "name": message.sender_name},
+        "sender_id": message.sender_id,
+        "client_msg_id": message.client_msg_id,
+        "body": message.body,
+        "payload": message.payload,
+        "state": message.state,
+        "flagged": message.flagged,
+        "at": message.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def _claim_seq(session: AsyncSession, case_id: str) -> Room:
+    """The room row with its counter moved on by one, locked until this transaction ends."""
+    insert = dialect_insert(session)
+    stmt = (
+        insert(Room)
+        .values(case_id=case_id, last_seq=1)
+        .on_conflict_do_update(index_elements=[Room.case_id], set_={"last_seq": Room.last_seq + 1})
+        .returning(Room)
+        .execution_options(populate_existing=True)
+    )
+    room: Room = (await session.scalars(stmt)).one()
+    return room
+
+
+async def _status(session: AsyncSession, case_id: str) -> Status:
+    status = await session.scalar(select(Case.status).where(Case.id == case_id))
+    if status is None:
+        raise NotFound("No such case", code="not_found")
+    return Status(status)
+
+
+async def _write(
+    session: AsyncSession,
+    room: Room,
+    *,
+    who: Member | None,
+    channel: str,
+    kind: str,
+    client_msg_id: str | None = None,
+    body: str | None = None,
+    payload: dict[str, Any] | None = None,
+    state: str = "delivered",
+    flagged: list[str] | None = None,
+) -> Message:
+    message = Message(
+        case_id=room.case_id,
+        seq=room.last_seq,
+        channel=channel,
+        kind=kind,
+        sender_id=who.user_id if who else None,
+        sender_side=who.side if who else "system",
+        sender_name=who.name if who else "",
+        client_msg_id=client_msg_id,
+        body=body,
+        payload=payload,
+        state=state,
+        flagged=flagged or None,
+        created_at=utcnow(),
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def find_sent(session: AsyncSession, *, sender_id: str, client_msg_id: str) -> Message | None:
+    """The message this sender already sent under this id: a retry is answered with it."""
+    return await session.scalar(
+        select(Message).where(
+            Message.sender_id == sender_id, Message.client_msg_id == client_msg_id
+        )
+    )
+
+
+async def _require_in_session(session: AsyncSession, case_id: str) -> None:
+    if await _status(session, case_id) != Status.IN_SESSION:
+        raise Conflict("The session is not in progress", code="session_not_in_progress")
+
+
+def _muted_until(room: Room, side: Side) -> datetime | None:
+    until = {Side.BORROWER: room.borrower_muted_until, Side.BANK: room.bank_muted_until}.get(side)
+    return until if until is not None and until > utcnow() else None
+
+
+def clean_text(value: object, *, limit: int, field: str = "text") -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{field} must be a string", code="invalid_text")
+    try:
+        text = free_text(value).strip()
+    except ValueError as exc:
+        raise Invalid(str(exc), code="invalid_text") from None
+    if not text:
+        raise Invalid(f"{field} must not be empty", code="empty_text")
+    if len(text) > limit:
+        raise Invalid(f"{field} is longer than {limit} characters", code="text_too_long")
+    return text
+
+
+async def say(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: Member,
+    channel: str,
+    text: object,
+    client_msg_id: str,
+) -> Message:
+    """A text message. A bank message with threatening or abusive words is held for the mediator."""
+    if channel not in CHANNELS or not can_write(who.side, channel):
+        raise Forbidden("You cannot write in that channel", code="channel_forbidden")
+    clean = clean_text(text, limit=MAX_TEXT_CHARS)
+    room = await _claim_seq(session, case_id)
+    await _require_in_session(session, case_id)
+    until = _muted_until(room, who.side)
+    if until is not None and channel == JOINT:
+        raise Forbidden(
+            f"The mediator has muted you in the joint channel until "
+            f"{until.astimezone(SHANGHAI):%H:%M}",
+            code="muted",
+        )
+    flagged = conduct.flagged_terms(clean) if who.side == Side.BANK else []
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=channel,
+        kind="text",
+        client_msg_id=client_msg_id,
+        body=clean,
+        state="held" if flagged else "delivered",
+        flagged=flagged,
+    )
+
+
+def parse_terms(data: object) -> plans.PlanTerms:
+    if not isinstance(data, dict):
+        raise Invalid("terms must be an object", code="invalid_terms")
+    try:
+        first_due = date.fromisoformat(str(data.get("first_due")))
+    except ValueError:
+        raise Invalid("first_due must be a date like 2026-12-15", code="invalid_terms") from None
+    fields = ("total_fen", "waiver_fen", "installments")
+    missing = [f for f in fields if f not in data]
+    if missing:
+        raise Invalid(f"terms lack {', '.join(missing)}", code="invalid_terms")
+    return plans.PlanTerms(
+        total_fen=data["total_fen"],
+        waiver_fen=data["waiver_fen"],
+        installments=data["installments"],
+        first_due=first_due,
+        deferral_months=data.get("deferral_months", 0),
+    )
+
+
+def debt_of(case: Case) -> plans.Debt:
+    if case.principal_fen is None:
+        raise Conflict("The bank has not confirmed the debt", code="debt_not_confirmed")
+    return plans.Debt(
+        principal_fen=case.principal_fen,
+        interest_fen=case.interest_fen or 0,
+        fees_fen=case.fees_fen or 0,
+    )
+
+
+def _offer_payload(offer: Offer, summary: dict[str, object]) -> dict[str, Any]:
+    return {
+        "offer_id": offer.id,
+        "proposer_side": offer.proposer_side,
+        "plan": summary,
+        "note": offer.note,
+        "status": offer.status,
+        "awaiting": [side for side in PARTIES if _response(offer, side) is None],
+    }
+
+
+def _response(offer: Offer, side: Side) -> str | None:
+    return offer.borrower_response if side == Side.BORROWER else offer.bank_response
+
+
+async def propose(
+    session: AsyncSession,
+    *,
+    case: Case,
+    who: Member,
+    terms: plans.PlanTerms,
+    note: object,
+    client_msg_id: str,
+) -> Message:
+    """An offer in the joint channel; it replaces any offer still open."""
+    clean_note = clean_text(note, limit=MAX_NOTE_CHARS, field="note") if note else None
+    today = utcnow().astimezone(SHANGHAI).date()
+    items = plans.validated_schedule(terms, debt=debt_of(case), today=today)
+    room = await _claim_seq(session, case.id)
+    await _require_in_session(session, case.id)
+    if await accepted_offer(session, case_id=case.id) is not None:
+        raise Conflict("An offer has already been accepted", code="offer_already_accepted")
+    flagged = conduct.flagged_terms(clean_note) if clean_note and who.side == Side.BANK else []
+    if flagged:
+        # An offer is a formal act; its note must not carry pressure. Ask for a new wording.
+        raise Invalid(
+            "The note contains words that are not allowed; reword it", code="note_refused"
+        )
+    await session.execute(
+        update(Offer)
+        .where(Offer.case_id == case.id, Offer.status == "open")
+        .values(status="superseded")
+    )
+    offer = Offer(
+        case_id=case.id,
+        message_seq=room.last_seq,
+        proposed_by=who.user_id,
+        proposer_side=who.side,
+        total_fen=terms.total_fen,
+        waiver_fen=terms.waiver_fen,
+        installments=terms.installments,
+        first_due=terms.first_due,
+        deferral_months=terms.deferral_months,
+        note=clean_note,
+        borrower_response="accept" if who.side == Side.BORROWER else None,
+        bank_response="accept" if who.side == Side.BANK else None,
+    )
+    session.add(offer)
+    await session.flush()
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=JOINT,
+        kind="offer",
+        client_msg_id=client_msg_id,
+        payload=_offer_payload(offer, plans.describe(terms, items)),
+    )
+
+
+async def respond(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: Member,
+    offer_id: object,
+    response: object,
+    reason: object,
+    client_msg_id: str,
+) -> Message:
+    """Accept or decline an offer for one's own side; accepted by all, it is the deal."""
+    if who.side not in PARTIES:
+        raise Forbidden("Only the borrower and the bank answer offers", code="not_a_party_side")
+    if response not in ("accept", "decline"):
+        raise Invalid("response must be 'accept' or 'decline'", code="invalid_response")
+    clean_reason = clean_text(reason, limit=MAX_NOTE_CHARS, field="reason") if reason else None
+    room = await _claim_seq(session, case_id)
+    await _require_in_session(session, case_id)
+    offer = await session.get(Offer, offer_id) if isinstance(offer_id, str) else None
+    if offer is None or offer.case_id != case_id:
+        raise NotFound("No such offer in this session", code="offer_not_found")
+    await session.refresh(offer)
+    if offer.status != "open":
+        raise Conflict(f"The offer is {offer.status}", code="offer_not_open")
+    if _response(offer, who.side) is not None:
+        raise Conflict("Your side has already answered this offer", code="offer_already_answered")
+    if who.side == Side.BORROWER:
+        offer.borrower_response = str(response)
+    else:
+        offer.bank_response = str(response)
+    if response == "decline":
+        offer.status = "declined"
+        offer.decided_at = utcnow()
+    elif offer.borrower_response == "accept" and offer.bank_response == "accept":
+        offer.status = "accepted"
+        offer.decided_at = utcnow()
+        offer.accepted_case_key = case_id
+    await session.flush()
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=JOINT,
+        kind="offer_response",
+        client_msg_id=client_msg_id,
+        body=clean_reason,
+        payload={
+            "offer_id": offer.id,
+            "response": response,
+            "status": offer.status,
+            "awaiting": [side for side in PARTIES if _response(offer, side) is None],
+        },
+    )
+
+
+async def mute(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: Member,
+    party: object,
+    minutes: object,
+    client_msg_id: str,
+) -> Message:
+    """The mediator silences a party in the joint channel for a while; 0 minutes lifts it."""
+    if who.side != Side.MEDIATOR:
+        raise Forbidden("Only the mediator mutes", code="mediator_only")
+    if party not in ("borrower", "bank"):
+        raise Invalid("party must be 'borrower' or 'bank'", code="invalid_party")
+    if not isinstance(minutes, int) or isinstance(minutes, bool):
+        raise Invalid("minutes must be a whole number", code="invalid_minutes")
+    if not 0 <= minutes <= MAX_MUTE_MINUTES:
+        raise Invalid(f"minutes must be between 0 and {MAX_MUTE_MINUTES}", code="invalid_minutes")
+    room = await _claim_seq(session, case_id)
+    await _require_in_session(session, case_id)
+    until = utcnow() + timedelta(minutes=minutes) if minutes else None
+    if party == "borrower":
+        room.borrower_muted_until = until
+    else:
+        room.bank_muted_until = until
+    payload = {
+        "event": "muted" if until else "unmuted",
+        "party": party,
+        "until": until.isoformat().replace("+00:00", "Z") if until else None,
+    }
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=JOINT,
+        kind="system",
+        client_msg_id=client_msg_id,
+        payload=payload,
+    )
+
+
+async def remove(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: Member,
+    seq: object,
+    client_msg_id: str,
+) -> Message:
+    """The mediator takes a message out of view; the record keeps it, marked as removed."""
+    if who.side != Side.MEDIATOR:
+        raise Forbidden("Only the mediator removes messages", code="mediator_only")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise Invalid("seq must be a whole number", code="invalid_seq")
+    room = await _claim_seq(session, case_id)
+    target = await session.scalar(
+        select(Message).where(Message.case_id == case_id, Message.seq == seq)
+    )
+    if target is None or target.kind != "text":
+        raise NotFound("No text message with that number", code="message_not_found")
+    if target.state == "removed":
+        raise Conflict("That message is already removed", code="already_removed")
+    target.state = "removed"
+    target.removed_at = utcnow()
+    target.removed_by = who.user_id
+    await session.flush()
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=target.channel,
+        kind="removed",
+        client_msg_id=client_msg_id,
+        payload={"target_seq": seq},
+    )
+
+
+async def presence(
+    session: AsyncSession, *, case_id: str, who: Member, event: Literal["joined", "left"]
+) -> Message:
+    room = await _claim_seq(session, case_id)
+    return await _write(
+        session, room, who=who, channel=JOINT, kind="system", payload={"event": event}
+    )
+
+
+async def start(session: AsyncSession, *, case: Case, actor: User) -> Message:
+    """The mediator opens the session: the case moves to `in_session`."""
+    who = await member(session, case=case, user=actor)
+    if who.side != Side.MEDIATOR:
+        raise Forbidden("Only the case's mediator starts the session", code="not_the_mediator")
+    await check_open(session, case=case)
+    room = await _claim_seq(session, case.id)
+    await transition(session, case, Status.IN_SESSION, actor=actor, kind="session_started")
+    room.started_at = utcnow()
+    return await _write(
+        session, room, who=who, channel=JOINT, kind="system", payload={"event": "started"}
+    )
+
+
+async def end(
+    session: AsyncSession,
+    *,
+    case: Case,
+    actor: User,
+    outcome: Literal["agreed", "failed"],
+    note: str | None,
+) -> Message:
+    """The mediator closes the session: agreed (with an accepted offer) goes to signing."""
+    who = await member(session, case=case, user=actor)
+    if who.side != Side.MEDIATOR:
+        raise Forbidden("Only the case's mediator ends the session", code="not_the_mediator")
+    room = await _claim_seq(session, case.id)
+    target = Status.SIGNING if outcome == "agreed" else Status.FAILED
+    if outcome == "agreed" and await accepted_offer(session, case_id=case.id) is None:
+        raise Conflict(
+            "No offer has been accepted by both sides; end as failed or keep negotiating",
+            code="no_accepted_offer",
+        )
+    await transition(session, case, target, actor=actor, kind=f"session_{outcome}", note=note)
+    room.ended_at = utcnow()
+    await session.execute(
+        update(Offer)
+        .where(Offer.case_id == case.id, Offer.status == "open")
+        .values(status="superseded")
+    )
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=JOINT,
+        kind="system",
+        body=note,
+        payload={"event": "ended", "outcome": outcome},
+    )
+
+
+async def accepted_offer(session: AsyncSession, *, case_id: str) -> Offer | None:
+    return await session.scalar(select(Offer).where(Offer.accepted_case_key == case_id))
+
+
+async def messages_after(
+    session: AsyncSession, *, case_id: str, after: int, limit: int | None = None
+) -> list[Message]:
+    query = (
+        select(Message).where(Message.case_id == case_id, Message.seq > after).order_by(Message.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(await session.scalars(query))
+
+
+async def history(
+    session: AsyncSession, *, case_id: str, reader: Member, after: int, limit: int | None
+) -> list[dict[str, Any]]:
+    """What this reader may see of the room after `after`, in sequence order."""
+    query = (
+        select(Message)
+        .where(
+            Message.case_id == case_id,
+            Message.seq > after,
+            Message.channel.in_(readable_channels(reader.side)),
+        )
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    seen: list[dict[str, Any]] = []
+    for message in await session.scalars(query):
+        shown = view(record(message), reader.side, reader.user_id)
+        if shown is not None:
+            seen.append(shown)
+    return seen
+
+
+async def last_seq(session: AsyncSession, *, case_id: str) -> int:
+    value = await session.scalar(select(func.max(Message.seq)).where(Message.case_id == case_id))
+    return int(value or 0)
+
+
+async def presence_now(session: AsyncSession, *, case_id: str) -> dict[str, list[str]]:
+    """Who is in the room, by side, from the latest joined/left entry of each person."""
+    rows = await session.execute(
+        select(Message.sender_id, Message.sender_side, Message.sender_name, Message.payload)
+        .where(Message.case_id == case_id, Message.kind == "system", Message.sender_id.is_not(None))
+        .order_by(Message.seq)
+    )
+    state: dict[str, tuple[str, str, bool]] = {}
+    for sender_id, side, name, payload in rows:
+        event = (payload or {}).get("event")
+        if event in ("joined", "left") and sender_id is not None:
+            state[sender_id] = (side, name, event == "joined")
+    online: dict[str, list[str]] = {side.value: [] for side in Side}
+    for side, name, here in state.values():
+        if here:
+            online.setdefault(side, []).append(name)
+    return online

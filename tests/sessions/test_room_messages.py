@@ -1,0 +1,266 @@
+"""Messages in the room: caucus isolation live and in history, resume, retries, conduct, limits."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from app.sessions.models import Message
+from tests.helpers import Actor, Backend, World
+from tests.sessions.helpers import Peer, joined, live_case, serving
+
+
+async def _history(client: httpx.AsyncClient, case_id: str, who: Actor, since: int = 0) -> Any:
+    r = await client.get(f"/api/v1/cases/{case_id}/messages?since={since}", headers=who.headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _bodies(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["body"] for f in frames if f.get("kind") == "text" and f.get("body")]
+
+
+async def test_caucus_never_reaches_the_other_side_live_or_in_history(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+        joined(host, case_id, world.mediator) as mediator,
+    ):
+        assert (await borrower.say("借款人私下：最多月还两千", "caucus:borrower"))["type"] == "ack"
+        assert (await bank.say("银行私下：可减免全部利息", "caucus:bank"))["type"] == "ack"
+        assert (await mediator.say("调解员对借款人说", "caucus:borrower"))["type"] == "ack"
+        # A party cannot write into the other side's caucus, nor read it by typing there.
+        refused = await bank.say("偷看", "caucus:borrower")
+        assert refused["code"] == "channel_forbidden"
+        assert (await borrower.say("大家好"))["type"] == "ack"
+        await bank.send({"type": "typing", "channel": "caucus:bank"})
+        for peer in (borrower, bank, mediator):
+            await peer.expect(lambda f: f.get("body") == "大家好")
+        await borrower.quiet(0.3)
+        await bank.quiet(0.3)
+        assert _bodies(borrower.messages()) == ["借款人私下：最多月还两千", "调解员对借款人说"]
+        assert _bodies(bank.messages()) == ["银行私下：可减免全部利息"]
+        assert not [f for f in borrower.frames if f.get("type") == "typing"]
+    everything = {
+        "借款人私下：最多月还两千",
+        "银行私下：可减免全部利息",
+        "调解员对借款人说",
+        "大家好",
+    }
+    seen_by = {
+        who: set(_bodies(await _history(client, case_id, actor)))
+        for who, actor in (
+            ("borrower", world.alice),
+            ("bank", world.bank_demo),
+            ("mediator", world.mediator),
+        )
+    }
+    assert seen_by["mediator"] == everything
+    assert seen_by["borrower"] == {"借款人私下：最多月还两千", "调解员对借款人说", "大家好"}
+    assert seen_by["bank"] == {"银行私下：可减免全部利息", "大家好"}
+    # Another officer of the bank reads the bank's caucus, not the borrower's.
+    assert set(_bodies(await _history(client, case_id, world.bank_demo2))) == seen_by["bank"]
+    for outsider in (world.bob, world.bank_east, world.mediator_other):
+        r = await client.get(f"/api/v1/cases/{case_id}/messages", headers=outsider.headers)
+        assert r.status_code == 404
+
+
+async def test_history_is_in_order_and_pages_by_seq(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host, joined(host, case_id, world.alice) as borrower:
+        for n in range(4):
+            assert (await borrower.say(f"第{n}条"))["type"] == "ack"
+            await asyncio.sleep(0.21)  # under the rate limit
+    page = await _history(client, case_id, world.alice)
+    seqs = [m["seq"] for m in page]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    later = await _history(client, case_id, world.alice, since=seqs[2])
+    assert [m["seq"] for m in later] == seqs[3:]
+    r = await client.get(f"/api/v1/cases/{case_id}/messages?since=-1", headers=world.alice.headers)
+    assert r.status_code == 422
+
+
+async def test_reconnect_resumes_with_nothing_lost_and_nothing_doubled(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host, joined(host, case_id, world.bank_demo) as bank:
+        async with joined(host, case_id, world.alice) as borrower:
+            first = await bank.say("第一条")
+            await borrower.expect(lambda f: f.get("seq") == first["seq"])
+            last_seen = first["seq"]
+        missed = []
+        for n in range(3):
+            ack = await bank.say(f"错过的第{n}条")
+            missed.append(ack["seq"])
+            await asyncio.sleep(0.21)
+        async with joined(host, case_id, world.alice, after=last_seen) as borrower:
+            after_resume = await bank.say("恢复之后")
+            await borrower.expect(lambda f: f.get("seq") == after_resume["seq"])
+            texts = [m for m in borrower.messages() if m["kind"] == "text"]
+            assert [m["body"] for m in texts] == ["错过的第0条", "错过的第1条", "错过的第2条"]
+            seqs = [m["seq"] for m in borrower.messages()]
+            assert seqs == sorted(set(seqs)) and min(seqs) > last_seen
+
+
+async def test_a_retried_message_is_stored_once_and_acked_with_the_same_seq(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host:
+        async with joined(host, case_id, world.alice) as borrower:
+            first = await borrower.say("只发一次", cid="retry-1")
+        # The ack was lost with the connection; the client sends again after reconnecting.
+        async with joined(host, case_id, world.alice) as borrower:
+            again = await borrower.say("只发一次", cid="retry-1")
+            # Two connections of the same person racing the same id also store it once.
+            await asyncio.gather(
+                borrower.send(
+                    {"type": "send", "client_msg_id": "race", "channel": "joint", "text": "x"}
+                ),
+                borrower.send(
+                    {"type": "send", "client_msg_id": "race", "channel": "joint", "text": "x"}
+                ),
+            )
+            acks = [await borrower.reply("race"), await borrower.reply("race")]
+    assert first["type"] == again["type"] == "ack"
+    assert again["seq"] == first["seq"] and again["duplicate"] is True and not first["duplicate"]
+    assert {a["seq"] for a in acks} == {acks[0]["seq"]}
+    assert sorted(a["duplicate"] for a in acks) == [False, True]
+    async with env.session() as s:
+        stored = await s.scalar(
+            select(func.count()).select_from(Message).where(Message.client_msg_id == "retry-1")
+        )
+    assert stored == 1
+
+
+async def test_threats_from_the_bank_are_held_for_the_mediator(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+        joined(host, case_id, world.mediator) as mediator,
+    ):
+        held = await bank.say("再不还钱就让你坐 牢，还要起诉你家人")
+        assert held["type"] == "ack" and held["state"] == "held"
+        flagged = await mediator.expect(lambda f: f.get("seq") == held["seq"])
+        assert flagged["state"] == "held" and "坐牢" in flagged["flagged"]
+        own = await bank.expect(lambda f: f.get("seq") == held["seq"])
+        assert own["state"] == "held" and "flagged" not in own
+        fine = await bank.say("我们可以减免全部利息")
+        assert fine["state"] == "delivered"
+        await borrower.expect(lambda f: f.get("seq") == fine["seq"])
+        assert all(f.get("seq") != held["seq"] for f in borrower.frames)
+        # The borrower's own words are not filtered (they may quote what they were told).
+        assert (await borrower.say("他们说要让我坐牢"))["state"] == "delivered"
+    history = await _history(client, case_id, world.alice)
+    assert all("坐 牢" not in (m.get("body") or "") for m in history)
+    assert held["seq"] not in [m["seq"] for m in history]
+
+
+async def test_mediator_mutes_a_party_and_removes_a_message(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+        joined(host, case_id, world.mediator) as mediator,
+    ):
+        rude = await borrower.say("你们都是吸血鬼")
+        cid = mediator.next_id()
+        await mediator.send({"type": "remove", "client_msg_id": cid, "seq": rude["seq"]})
+        assert (await mediator.reply(cid))["type"] == "ack"
+        marker = await bank.expect(lambda f: f.get("kind") == "removed")
+        assert marker["payload"] == {"target_seq": rude["seq"]}
+        cid = mediator.next_id()
+        await bank.send({"type": "remove", "client_msg_id": cid, "seq": rude["seq"]})
+        assert (await bank.reply(cid))["code"] == "mediator_only"
+
+        cid = mediator.next_id()
+        await mediator.send({"type": "mute", "client_msg_id": cid, "party": "bank", "minutes": 5})
+        assert (await mediator.reply(cid))["type"] == "ack"
+        notice = await borrower.expect(lambda f: (f.get("payload") or {}).get("event") == "muted")
+        assert notice["payload"]["party"] == "bank" and notice["payload"]["until"]
+        refused = await bank.say("请听我说")
+        assert refused["type"] == "error" and refused["code"] == "muted"
+        # The caucus with the mediator stays open to a muted side.
+        assert (await bank.say("私下说明情况", "caucus:bank"))["type"] == "ack"
+        cid = mediator.next_id()
+        await mediator.send({"type": "mute", "client_msg_id": cid, "party": "bank", "minutes": 0})
+        assert (await mediator.reply(cid))["type"] == "ack"
+        assert (await bank.say("谢谢"))["type"] == "ack"
+        for bad in ({"party": "judge", "minutes": 5}, {"party": "bank", "minutes": 600}):
+            cid = mediator.next_id()
+            await mediator.send({"type": "mute", "client_msg_id": cid, **bad})
+            assert (await mediator.reply(cid))["type"] == "error"
+    as_borrower = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
+    assert as_borrower[rude["seq"]]["state"] == "removed"
+    assert as_borrower[rude["seq"]]["body"] is None
+    as_mediator = {m["seq"]: m for m in await _history(client, case_id, world.mediator)}
+    assert as_mediator[rude["seq"]]["body"] == "你们都是吸血鬼"
+
+
+async def test_rate_limit_size_cap_and_malformed_frames(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host, joined(host, case_id, world.alice) as borrower:
+        answers = []
+        for n in range(6):
+            await borrower.send(
+                {"type": "send", "client_msg_id": f"burst-{n}", "channel": "joint", "text": "急"}
+            )
+        for n in range(6):
+            answers.append(await borrower.reply(f"burst-{n}"))
+        assert [a["type"] for a in answers[:5]] == ["ack"] * 5
+        assert answers[5]["code"] == "rate_limited" and answers[5]["retry_after"] > 0
+        await asyncio.sleep(1.05)
+        too_long = await borrower.say("长" * 4001)
+        assert too_long["code"] == "text_too_long"
+        assert (await borrower.say("长" * 4000))["type"] == "ack"
+        await asyncio.sleep(0.3)
+        for raw, code in (
+            ("not json", "malformed"),
+            ("[1, 2]", "malformed"),
+            ('{"no": "type"}', "malformed"),
+            ('{"type": "explode"}', "unknown_type"),
+            ('{"type": "resume", "after": "x"}', "malformed"),
+            ('{"type": "send", "channel": "joint", "text": "no id"}', "malformed"),
+            (
+                json.dumps({"type": "send", "client_msg_id": "z", "text": "x" * 40_000}),
+                "frame_too_large",
+            ),
+        ):
+            await borrower.ws.send(raw)
+            error = await borrower.expect(lambda f: f.get("type") == "error")
+            assert error["code"] == code, (raw[:40], error)
+        await borrower.ws.send(b"\x00\x01binary")
+        assert (await borrower.expect(lambda f: f.get("type") == "error"))["code"] == "malformed"
+        for text, code in (("", "empty_text"), ("   ", "empty_text"), ("a\x00b", "invalid_text")):
+            assert (await borrower.say(text))["code"] == code
+        # Still connected and served after all that.
+        await borrower.send({"type": "ping"})
+        await borrower.expect(lambda f: f.get("type") == "pong")
+
+
+async def test_actions_wait_for_resume(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host, joined(host, case_id, world.alice, after=None) as peer:
+        assert isinstance(peer, Peer)
+        refused = await peer.say("太早了")
+        assert refused["code"] == "resume_first"
