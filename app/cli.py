@@ -70,6 +70,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         proxy_headers=True,
         log_level="info",
+        # Room frames are small JSON; compression would cost CPU per message and mix secrets
+        # with attacker-influenced text in one compressed stream.
+        ws_per_message_deflate=False,
+        ws_max_size=64 * 1024,
     )
 
 

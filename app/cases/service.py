@@ -164,6 +164,9 @@ def available_actions(case: Case, user: User) -> list[str]:
     """What this caller can do to this case now; the portals and API clients show only these."""
     status = Status(case.status)
     actions: list[str] = []
+    if status in (Status.SCHEDULED, Status.IN_SESSION):
+        # The room itself says whether it is open yet (from ten minutes before the booked time).
+        actions.append("join_session")
     if user.role == Role.BORROWER:
         if status in UPLOAD_STATUSES:
             actions.append("upload_document")
@@ -185,6 +188,10 @@ def available_actions(case: Case, user: User) -> list[str]:
             actions += ["reject", "request_info"]
         elif status == Status.INFO_REQUESTED:
             actions.append("reject")
+        elif status == Status.SCHEDULED:
+            actions.append("start_session")
+        elif status == Status.IN_SESSION:
+            actions.append("end_session")
     return actions
 
 

@@ -96,6 +96,8 @@ async def test_waiting_room_before_start_shows_presence_but_takes_no_messages(
     async with serving(env.app) as host, joined(host, case_id, world.alice) as borrower:
         refused = await borrower.say("有人吗？")
         assert refused["type"] == "error" and refused["code"] == "session_not_in_progress"
+        r = await client.get(f"/api/v1/cases/{case_id}", headers=world.mediator.headers)
+        assert {"join_session", "start_session"} <= set(r.json()["available_actions"])
         async with joined(host, case_id, world.mediator) as mediator:
             assert mediator.welcome["presence"]["borrower"] == ["张伟"]  # type: ignore[attr-defined]
             r = await client.post(
@@ -108,6 +110,9 @@ async def test_waiting_room_before_start_shows_presence_but_takes_no_messages(
             )
             assert started["channel"] == "joint"
             assert (await borrower.say("您好"))["type"] == "ack"
+        r = await client.get(f"/api/v1/cases/{case_id}", headers=world.mediator.headers)
+        assert "end_session" in r.json()["available_actions"]
+        assert "start_session" not in r.json()["available_actions"]
 
 
 async def test_start_and_end_are_the_case_mediators(
