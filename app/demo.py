@@ -6,7 +6,7 @@ Idempotent: running it again changes nothing and prints the same logins.
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,9 +16,15 @@ from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
 from app.cases.schemas import CaseCreate, DocumentKind
+from app.cases.states import Status, transition
 from app.config import Settings
+from app.db import utcnow
 from app.loans.models import LoanAccount
 from app.orgs import service as orgs
+from app.review import service as review
+from app.review.schemas import DebtConfirmation, Decision, IdentityCheck, Review
+from app.scheduling.models import Appointment, Slot
+from app.sessions import service as rooms
 from app.users import service as users
 from app.users.models import Role, User
 from app.validation import id_check_char, mask_id_number, mask_phone
@@ -91,6 +97,9 @@ BORROWERS = (
 )
 
 
+HOUR = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class StaffLogin:
     username: str
@@ -151,6 +160,7 @@ async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
     for b in BORROWERS:
         await _borrower(session, settings, b)
     await _sample_case(session, settings, BORROWERS[1])
+    await _live_case(session, settings, BORROWERS[2])
     return logins
 
 
@@ -200,6 +210,63 @@ async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrowe
     assert borrower is not None
     if await session.scalar(select(Case.id).where(Case.borrower_id == borrower.id)):
         return
+    await _apply(session, settings, borrower, b)
+
+
+async def _live_case(session: AsyncSession, settings: Settings, b: DemoBorrower) -> None:
+    """A case whose session is running now, so the live room can be tried at once.
+
+    Reviewed and accepted through the services; only the booking is written directly, because a
+    booking must be in the future and inside allowed hours, and the demo may load at any time.
+    """
+    borrower = await users.get_borrower_by_phone(session, settings, phone=b.phone)
+    mediator = await users.get_by_username(session, username="mediator")
+    officer = await users.get_by_username(session, username=f"bank.{b.bank.lower()}")
+    assert borrower is not None and mediator is not None and officer is not None
+    if await session.scalar(select(Case.id).where(Case.borrower_id == borrower.id)):
+        return
+    case = await _apply(session, settings, borrower, b)
+    await review.confirm_debt(
+        session,
+        case=case,
+        actor=officer,
+        data=DebtConfirmation(
+            principal_fen=b.principal_fen,
+            interest_fen=b.interest_fen,
+            fees_fen=b.fees_fen,
+            days_overdue=b.days_overdue,
+        ),
+    )
+    await review.check_identity(
+        session,
+        case=case,
+        actor=mediator,
+        data=IdentityCheck(verified=True, note="身份证与申请信息一致"),
+    )
+    await review.decide(
+        session, settings, case=case, actor=mediator, data=Review(decision=Decision.ACCEPT)
+    )
+    start = utcnow().replace(second=0, microsecond=0)
+    slot = Slot(case_id=case.id, mediator_id=mediator.id, start=start, end=start + HOUR)
+    session.add(slot)
+    await session.flush()
+    session.add(
+        Appointment(
+            case_id=case.id,
+            slot_id=slot.id,
+            mediator_id=mediator.id,
+            start=slot.start,
+            end=slot.end,
+            booked_by=borrower.id,
+        )
+    )
+    await transition(session, case, Status.SCHEDULED, actor=borrower, kind="appointment_booked")
+    await rooms.start(session, case=case, actor=mediator)
+
+
+async def _apply(
+    session: AsyncSession, settings: Settings, borrower: User, b: DemoBorrower
+) -> Case:
     case = await cases.create(
         session,
         settings,
@@ -215,7 +282,7 @@ async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrowe
                 ),
                 "monthly_income_fen": 900_000,
                 "monthly_expenses_fen": 520_000,
-                "claimed_debt_fen": 9_700_000,
+                "claimed_debt_fen": b.principal_fen + b.interest_fen + b.fees_fen,
                 "contact_window": "evening",
                 "consent": {"personal_info": True, "sensitive_info": True},
             }
@@ -230,6 +297,7 @@ async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrowe
         data=tiny_png(),
         filename="身份证.png",
     )
+    return case
 
 
 def describe(logins: list[StaffLogin], settings: Settings) -> str:

@@ -403,9 +403,16 @@ async def test_demo_is_complete_and_idempotent(demo_target: tuple[str, Hejie, st
     assert sorted(overdue_tier(days) for _, days in accounts) == ["M1", "M2", "M3"]
     days = sorted(d for _, d in accounts)
     assert days[0] < 30 and 30 <= days[1] <= 90 and days[2] > 90
-    assert await _rows(url, "SELECT status FROM cases") == [("submitted",)]
-    [(sha256,)] = await _rows(url, "SELECT sha256 FROM documents")
-    assert (hejie.data_dir / "documents" / sha256[:2] / sha256).is_file()
+    # One application waits for review; one case's session is running, to try the live room.
+    assert sorted(await _rows(url, "SELECT status FROM cases")) == [
+        ("in_session",),
+        ("submitted",),
+    ]
+    for (sha256,) in await _rows(url, "SELECT sha256 FROM documents"):
+        assert (hejie.data_dir / "documents" / sha256[:2] / sha256).is_file()
+    assert await _rows(url, "SELECT seq, kind FROM session_messages") == [(1, "system")]
+    [(mediator_id,)] = await _rows(url, "SELECT mediator_id FROM cases WHERE status = 'in_session'")
+    assert mediator_id is not None
 
     # Again: nothing new, and the same logins.
     second = hejie.ok("demo")
