@@ -16,6 +16,8 @@ log = logging.getLogger("hejie.sessions.broker")
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 CHANNEL_PREFIX = "hejie:room:"
+# Longer than this, a wake-up is no better than the rooms' periodic re-read: give up on it.
+PUBLISH_TIMEOUT = 1.0
 
 
 class Broker(Protocol):
@@ -50,6 +52,8 @@ class RedisBroker:
         self._redis = redis.from_url(url)
         self._instance_id = instance_id
         self._task: asyncio.Task[None] | None = None
+        # True once start() has returned: connections are being served from then on.
+        self._serving = False
 
     async def start(self, handler: Handler, on_reconnect: Callable[[], Awaitable[None]]) -> None:
         ready = asyncio.Event()
@@ -57,6 +61,7 @@ class RedisBroker:
         # Subscribed before the first connection is served, or its first wake-ups could be lost.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout=5)
+        self._serving = True
 
     async def _listen(
         self,
@@ -65,27 +70,38 @@ class RedisBroker:
         ready: asyncio.Event,
     ) -> None:
         delay = 0.2
-        first = True
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(CHANNEL_PREFIX + "*")
-                    ready.set()
-                    if not first:
-                        # Wake-ups sent while we were away are gone; the database has the messages.
-                        await on_reconnect()
-                    first = False
-                    delay = 0.2
                     async for item in pubsub.listen():
-                        if item.get("type") != "pmessage":
-                            continue
-                        await self._dispatch(handler, item)
+                        kind = item.get("type")
+                        if kind == "pmessage":
+                            await self._dispatch(handler, item)
+                        elif kind == "psubscribe":
+                            # The server's confirmation: only from here on is nothing missed.
+                            # Any confirmation once connections are served is a re-subscription
+                            # (ours after an error, or the client library's own after a dropped
+                            # connection): wake-ups sent meanwhile are gone; the database has them.
+                            late = self._serving
+                            ready.set()
+                            delay = 0.2
+                            if late:
+                                await self._resync(on_reconnect)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("redis subscription lost; retrying in %.1fs", delay, exc_info=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    async def _resync(on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await on_reconnect()
+        except Exception:
+            # The sweep re-reads the rooms soon; the subscription itself is fine.
+            log.exception("re-reading the rooms after a re-subscription failed")
 
     async def _dispatch(self, handler: Handler, item: dict[str, Any]) -> None:
         channel = item["channel"]
@@ -105,9 +121,12 @@ class RedisBroker:
     async def publish(self, case_id: str, event: dict[str, Any]) -> None:
         event = {**event, "origin": self._instance_id}
         try:
-            await self._redis.publish(CHANNEL_PREFIX + case_id, json.dumps(event))
+            # Bounded: the caller is a room's frame loop, and a Redis that hangs (or answers after
+            # the client library's retries) must not stall it; the message is already stored.
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self._redis.publish(CHANNEL_PREFIX + case_id, json.dumps(event))
         except Exception:
-            # The message is stored; other instances' clients get it when they resume.
+            # Other instances deliver the message on their next sweep, or when clients resume.
             log.warning("could not publish a room event to redis", exc_info=True)
 
     async def stop(self) -> None:

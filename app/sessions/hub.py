@@ -64,9 +64,9 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             self._queue.put_nowait((code, reason))
-        if self._queue.full():
+        except asyncio.QueueFull:
             # No room even for the close: drop what is queued and close now.
             self._writer.cancel()
             self._closer = asyncio.create_task(self._close_now(code, reason))
@@ -151,7 +151,11 @@ class Hub:
         room.connections.discard(conn)
         if not room.connections:
             del self.rooms[conn.case_id]
-        return not any(c.member.user_id == conn.member.user_id for c in room.connections)
+        last = not any(c.member.user_id == conn.member.user_id for c in room.connections)
+        if last:
+            self._sent.pop(conn.member.user_id, None)
+            self._typed.pop(conn.member.user_id, None)
+        return last
 
     def allow_send(self, user_id: str) -> float | None:
         """None if the member may send now, else the seconds until they may."""
