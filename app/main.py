@@ -19,7 +19,7 @@ from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
-from app.portals import bank, borrower, mediator, public, staff
+from app.portals import bank, borrower, mediator, public, room, staff
 from app.review.router import router as review_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ok"})
 
-    for portal in (public, staff, borrower, mediator, bank):
+    for portal in (public, staff, borrower, mediator, bank, room):
         app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 

@@ -59,6 +59,9 @@ EVENT = {
     "reschedule_approved": N_("Another reschedule approved"),
     "no_show_borrower": N_("The borrower did not attend"),
     "no_show_bank": N_("The bank did not attend"),
+    "session_started": N_("Mediation session started"),
+    "session_agreed": N_("Session ended with an agreement"),
+    "session_failed": N_("Session ended without an agreement"),
 }
 
 ROLE = {

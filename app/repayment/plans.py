@@ -159,7 +159,8 @@ def validated_schedule(terms: PlanTerms, *, debt: Debt, today: date) -> list[Ins
     """schedule(), or Invalid naming every problem, with the first problem's code."""
     found = problems(terms, debt=debt, today=today)
     if found:
-        raise Invalid(" ".join(message for _, message in found), code=found[0][0])
+        every_problem = " ".join(message for _, message in found)
+        raise Invalid(every_problem, code=found[0][0])
     return schedule(terms)
 
 

@@ -219,9 +219,9 @@ async def say(
     await _require_in_session(session, case_id)
     until = _muted_until(room, who.side)
     if until is not None and channel == JOINT:
+        local_until = until.astimezone(SHANGHAI)
         raise Forbidden(
-            f"The mediator has muted you in the joint channel until "
-            f"{until.astimezone(SHANGHAI):%H:%M}",
+            f"The mediator has muted you in the joint channel until {local_until:%H:%M}",
             code="muted",
         )
     flagged = conduct.flagged_terms(clean) if who.side == Side.BANK else []
@@ -448,6 +448,7 @@ async def remove(
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise Invalid("seq must be a whole number", code="invalid_seq")
     room = await _claim_seq(session, case_id)
+    await _require_in_session(session, case_id)
     target = await session.scalar(
         select(Message).where(Message.case_id == case_id, Message.seq == seq)
     )
@@ -455,6 +456,11 @@ async def remove(
         raise NotFound("No text message with that number", code="message_not_found")
     if target.state == "removed":
         raise Conflict("That message is already removed", code="already_removed")
+    if target.state == "held":
+        # Never shown to the other side; removing it would only announce that it existed.
+        raise Conflict(
+            "A held message is not shown to anyone; there is nothing to remove", code="message_held"
+        )
     target.state = "removed"
     target.removed_at = utcnow()
     target.removed_by = who.user_id

@@ -162,6 +162,9 @@ async def test_threats_from_the_bank_are_held_for_the_mediator(
         assert fine["state"] == "delivered"
         await borrower.expect(lambda f: f.get("seq") == fine["seq"])
         assert all(f.get("seq") != held["seq"] for f in borrower.frames)
+        cid = mediator.next_id()
+        await mediator.send({"type": "remove", "client_msg_id": cid, "seq": held["seq"]})
+        assert (await mediator.reply(cid))["code"] == "message_held"
         # The borrower's own words are not filtered (they may quote what they were told).
         assert (await borrower.say("他们说要让我坐牢"))["state"] == "delivered"
     history = await _history(client, case_id, world.alice)
