@@ -111,6 +111,13 @@ class Hub:
         self.sessionmaker = sessionmaker
         self.instance_id = new_id()
         self.broker: Broker = broker_for(redis_url, instance_id=self.instance_id)
+        # SQLite has one writer at a time; queueing room writes here is fairer and faster than
+        # each waiting on the file lock with back-off. PostgreSQL serialises per room by row lock.
+        bind = sessionmaker.kw.get("bind")
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self.write_gate: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if sqlite else contextlib.nullcontext()
+        )
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}

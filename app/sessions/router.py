@@ -22,7 +22,7 @@ from app.db import SessionDep, utcnow
 from app.errors import CASE_ERRORS, AppError
 from app.sessions import service
 from app.sessions.hub import Connection, Hub
-from app.sessions.models import Message, Room, Ticket
+from app.sessions.models import Room, Ticket
 from app.sessions.rules import JOINT, readable_channels
 from app.sessions.schemas import SessionEnd, TicketRead
 from app.users.deps import SESSION_COOKIE, CurrentUser, resolve_token
@@ -53,8 +53,8 @@ async def start(
     background: BackgroundTasks,
 ) -> dict[str, Any]:
     message = await service.start(session, case=case, actor=user)
-    background.add_task(_hub(request).publish, case.id, [service.record(message)])
-    return {"id": case.id, "status": case.status, "seq": message.seq}
+    background.add_task(_hub(request).publish, case.id, [message])
+    return {"id": case.id, "status": case.status, "seq": message["seq"]}
 
 
 @router.post("/{case_id}/session/end", responses=CASE_ERRORS)
@@ -69,8 +69,8 @@ async def end(
     message = await service.end(
         session, case=case, actor=user, outcome=body.outcome, note=body.note
     )
-    background.add_task(_hub(request).publish, case.id, [service.record(message)])
-    return {"id": case.id, "status": case.status, "seq": message.seq}
+    background.add_task(_hub(request).publish, case.id, [message])
+    return {"id": case.id, "status": case.status, "seq": message["seq"]}
 
 
 @router.get("/{case_id}/messages", responses=CASE_ERRORS)
@@ -227,13 +227,12 @@ async def _presence(
         status_now = await session.get(Case, conn.case_id)
         if status_now is None or status_now.status not in service.OPEN_STATUSES:
             return
-        message = await service.presence(
+        record = await service.presence(
             session,
             case_id=conn.case_id,
             who=conn.member,
             event="joined" if event == "joined" else "left",
         )
-        record = service.record(message)
     await hub.publish(conn.case_id, [record])
 
 
@@ -354,17 +353,16 @@ async def _handle(
         )
         return
     try:
-        message, duplicate = await _write(maker, conn, kind, frame, client_msg_id)
+        record, duplicate = await _write(hub, maker, conn, kind, frame, client_msg_id)
     except AppError as exc:
         conn.push(_error(exc.code, exc.message, client_msg_id=client_msg_id))
         return
-    record = service.record(message)
     conn.push(
         {
             "type": "ack",
             "client_msg_id": client_msg_id,
-            "seq": message.seq,
-            "state": message.state,
+            "seq": record["seq"],
+            "state": record["state"],
             "duplicate": duplicate,
         }
     )
@@ -373,31 +371,37 @@ async def _handle(
 
 
 async def _write(
+    hub: Hub,
     maker: async_sessionmaker[AsyncSession],
     conn: Connection,
     kind: str,
     frame: dict[str, Any],
     client_msg_id: str,
-) -> tuple[Message, bool]:
-    """One short transaction per frame; a retried client_msg_id gets the stored message back."""
+) -> tuple[dict[str, Any], bool]:
+    """One short transaction per frame; a retried client_msg_id gets the stored message back.
+
+    The retry is found only when storing fails (the unique key, or a rule that changed since the
+    first try, such as a mute): the common case pays for no extra read.
+    """
     who = conn.member
-    for _ in range(2):
-        try:
-            async with maker() as session, session.begin():
-                existing = await service.find_sent(
-                    session, sender_id=who.user_id, client_msg_id=client_msg_id
-                )
-                if existing is not None:
-                    return existing, True
-                return await _apply(session, conn, kind, frame, client_msg_id), False
-        except IntegrityError:
-            continue  # the same client_msg_id raced in on another connection; read it back
-    raise AppError("Could not store the message; send it again", code="retry")
+    try:
+        async with hub.write_gate, maker() as session, session.begin():
+            return await _apply(session, conn, kind, frame, client_msg_id), False
+    except (IntegrityError, AppError) as exc:
+        async with maker() as session:
+            sent = await service.find_sent(
+                session, sender_id=who.user_id, client_msg_id=client_msg_id
+            )
+        if sent is not None:
+            return service.record(sent), True
+        if isinstance(exc, AppError):
+            raise
+        raise AppError("Could not store the message; send it again", code="retry") from None
 
 
 async def _apply(
     session: AsyncSession, conn: Connection, kind: str, frame: dict[str, Any], client_msg_id: str
-) -> Message:
+) -> dict[str, Any]:
     who, case_id = conn.member, conn.case_id
     if kind == "send":
         return await service.say(

@@ -5,16 +5,17 @@ fans the message out. Each write first claims the case's next sequence number, w
 serialises the room: checks made after it see every earlier message of the case.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.models import Case
 from app.cases.states import Status, transition
-from app.db import dialect_insert, utcnow
+from app.db import dialect_insert, new_id, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI
 from app.repayment import plans
@@ -98,47 +99,79 @@ async def check_open(session: AsyncSession, *, case: Case, now: datetime | None 
 
 def record(message: Message) -> dict[str, Any]:
     """The full form of a message, JSON-ready; readers get `rules.view` of it."""
+    return _record(message.__dict__)
+
+
+def _record(m: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "type": "message",
-        "seq": message.seq,
-        "id": message.id,
-        "channel": message.channel,
-        "kind": message.kind,
-        "sender": {"side": message.sender_side, "name": message.sender_name},
-        "sender_id": message.sender_id,
-        "client_msg_id": message.client_msg_id,
-        "body": message.body,
-        "payload": message.payload,
-        "state": message.state,
-        "flagged": message.flagged,
-        "at": message.created_at.isoformat().replace("+00:00", "Z"),
+        "seq": m["seq"],
+        "id": m["id"],
+        "channel": m["channel"],
+        "kind": m["kind"],
+        "sender": {"side": m["sender_side"], "name": m["sender_name"]},
+        "sender_id": m["sender_id"],
+        "client_msg_id": m["client_msg_id"],
+        "body": m["body"],
+        "payload": m["payload"],
+        "state": m["state"],
+        "flagged": m["flagged"],
+        "at": m["created_at"].isoformat().replace("+00:00", "Z"),
     }
 
 
-async def _claim_seq(session: AsyncSession, case_id: str) -> Room:
-    """The room row with its counter moved on by one, locked until this transaction ends."""
+@dataclass(frozen=True)
+class Claim:
+    """A sequence number taken for one message, with the room's mutes as of that moment."""
+
+    case_id: str
+    seq: int
+    borrower_muted_until: datetime | None
+    bank_muted_until: datetime | None
+
+
+_ROOM = cast(Table, Room.__table__)
+_MESSAGES = cast(Table, Message.__table__)
+_CLAIMED = (_ROOM.c.last_seq, _ROOM.c.borrower_muted_until, _ROOM.c.bank_muted_until)
+
+
+async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
+    """The room's next seq (making the room if need be); its row stays locked until commit."""
     insert = dialect_insert(session)
     stmt = (
-        insert(Room)
+        insert(_ROOM)
         .values(case_id=case_id, last_seq=1)
-        .on_conflict_do_update(index_elements=[Room.case_id], set_={"last_seq": Room.last_seq + 1})
-        .returning(Room)
-        .execution_options(populate_existing=True)
+        .on_conflict_do_update(
+            index_elements=[_ROOM.c.case_id], set_={"last_seq": _ROOM.c.last_seq + 1}
+        )
+        .returning(*_CLAIMED)
     )
-    room: Room = (await session.scalars(stmt)).one()
-    return room
+    seq, borrower_until, bank_until = (await session.execute(stmt)).one()
+    return Claim(case_id, seq, borrower_until, bank_until)
 
 
-async def _status(session: AsyncSession, case_id: str) -> Status:
-    status = await session.scalar(select(Case.status).where(Case.id == case_id))
-    if status is None:
-        raise NotFound("No such case", code="not_found")
-    return Status(status)
+async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
+    """The next seq of a room whose session is in progress, or 409; one statement, as every
+    message in a session takes this path."""
+    in_session = (
+        select(Case.id).where(Case.id == case_id, Case.status == Status.IN_SESSION).exists()
+    )
+    stmt = (
+        update(_ROOM)
+        .where(_ROOM.c.case_id == case_id, in_session)
+        .values(last_seq=_ROOM.c.last_seq + 1)
+        .returning(*_CLAIMED)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        raise Conflict("The session is not in progress", code="session_not_in_progress")
+    seq, borrower_until, bank_until = row
+    return Claim(case_id, seq, borrower_until, bank_until)
 
 
 async def _write(
     session: AsyncSession,
-    room: Room,
+    claim: Claim,
     *,
     who: Member | None,
     channel: str,
@@ -148,25 +181,26 @@ async def _write(
     payload: dict[str, Any] | None = None,
     state: str = "delivered",
     flagged: list[str] | None = None,
-) -> Message:
-    message = Message(
-        case_id=room.case_id,
-        seq=room.last_seq,
-        channel=channel,
-        kind=kind,
-        sender_id=who.user_id if who else None,
-        sender_side=who.side if who else "system",
-        sender_name=who.name if who else "",
-        client_msg_id=client_msg_id,
-        body=body,
-        payload=payload,
-        state=state,
-        flagged=flagged or None,
-        created_at=utcnow(),
-    )
-    session.add(message)
-    await session.flush()
-    return message
+) -> dict[str, Any]:
+    """Store the message (a plain INSERT: no unit of work per chat line) and return its record."""
+    values = {
+        "id": new_id(),
+        "case_id": claim.case_id,
+        "seq": claim.seq,
+        "channel": channel,
+        "kind": kind,
+        "sender_id": who.user_id if who else None,
+        "sender_side": who.side.value if who else "system",
+        "sender_name": who.name if who else "",
+        "client_msg_id": client_msg_id,
+        "body": body,
+        "payload": payload,
+        "state": state,
+        "flagged": flagged or None,
+        "created_at": utcnow(),
+    }
+    await session.execute(_MESSAGES.insert().values(values))
+    return _record(values)
 
 
 async def find_sent(session: AsyncSession, *, sender_id: str, client_msg_id: str) -> Message | None:
@@ -178,13 +212,8 @@ async def find_sent(session: AsyncSession, *, sender_id: str, client_msg_id: str
     )
 
 
-async def _require_in_session(session: AsyncSession, case_id: str) -> None:
-    if await _status(session, case_id) != Status.IN_SESSION:
-        raise Conflict("The session is not in progress", code="session_not_in_progress")
-
-
-def _muted_until(room: Room, side: Side) -> datetime | None:
-    until = {Side.BORROWER: room.borrower_muted_until, Side.BANK: room.bank_muted_until}.get(side)
+def _muted_until(claim: Claim, side: Side) -> datetime | None:
+    until = {Side.BORROWER: claim.borrower_muted_until, Side.BANK: claim.bank_muted_until}.get(side)
     return until if until is not None and until > utcnow() else None
 
 
@@ -210,13 +239,12 @@ async def say(
     channel: str,
     text: object,
     client_msg_id: str,
-) -> Message:
+) -> dict[str, Any]:
     """A text message. A bank message with threatening or abusive words is held for the mediator."""
     if channel not in CHANNELS or not can_write(who.side, channel):
         raise Forbidden("You cannot write in that channel", code="channel_forbidden")
     clean = clean_text(text, limit=MAX_TEXT_CHARS)
-    room = await _claim_seq(session, case_id)
-    await _require_in_session(session, case_id)
+    room = await _claim_live_seq(session, case_id)
     until = _muted_until(room, who.side)
     if until is not None and channel == JOINT:
         local_until = until.astimezone(SHANGHAI)
@@ -291,13 +319,12 @@ async def propose(
     terms: plans.PlanTerms,
     note: object,
     client_msg_id: str,
-) -> Message:
+) -> dict[str, Any]:
     """An offer in the joint channel; it replaces any offer still open."""
     clean_note = clean_text(note, limit=MAX_NOTE_CHARS, field="note") if note else None
     today = utcnow().astimezone(SHANGHAI).date()
     items = plans.validated_schedule(terms, debt=debt_of(case), today=today)
-    room = await _claim_seq(session, case.id)
-    await _require_in_session(session, case.id)
+    room = await _claim_live_seq(session, case.id)
     if await accepted_offer(session, case_id=case.id) is not None:
         raise Conflict("An offer has already been accepted", code="offer_already_accepted")
     flagged = conduct.flagged_terms(clean_note) if clean_note and who.side == Side.BANK else []
@@ -313,7 +340,7 @@ async def propose(
     )
     offer = Offer(
         case_id=case.id,
-        message_seq=room.last_seq,
+        message_seq=room.seq,
         proposed_by=who.user_id,
         proposer_side=who.side,
         total_fen=terms.total_fen,
@@ -347,15 +374,14 @@ async def respond(
     response: object,
     reason: object,
     client_msg_id: str,
-) -> Message:
+) -> dict[str, Any]:
     """Accept or decline an offer for one's own side; accepted by all, it is the deal."""
     if who.side not in PARTIES:
         raise Forbidden("Only the borrower and the bank answer offers", code="not_a_party_side")
     if response not in ("accept", "decline"):
         raise Invalid("response must be 'accept' or 'decline'", code="invalid_response")
     clean_reason = clean_text(reason, limit=MAX_NOTE_CHARS, field="reason") if reason else None
-    room = await _claim_seq(session, case_id)
-    await _require_in_session(session, case_id)
+    room = await _claim_live_seq(session, case_id)
     offer = await session.get(Offer, offer_id) if isinstance(offer_id, str) else None
     if offer is None or offer.case_id != case_id:
         raise NotFound("No such offer in this session", code="offer_not_found")
@@ -401,7 +427,7 @@ async def mute(
     party: object,
     minutes: object,
     client_msg_id: str,
-) -> Message:
+) -> dict[str, Any]:
     """The mediator silences a party in the joint channel for a while; 0 minutes lifts it."""
     if who.side != Side.MEDIATOR:
         raise Forbidden("Only the mediator mutes", code="mediator_only")
@@ -411,13 +437,10 @@ async def mute(
         raise Invalid("minutes must be a whole number", code="invalid_minutes")
     if not 0 <= minutes <= MAX_MUTE_MINUTES:
         raise Invalid(f"minutes must be between 0 and {MAX_MUTE_MINUTES}", code="invalid_minutes")
-    room = await _claim_seq(session, case_id)
-    await _require_in_session(session, case_id)
+    room = await _claim_live_seq(session, case_id)
     until = utcnow() + timedelta(minutes=minutes) if minutes else None
-    if party == "borrower":
-        room.borrower_muted_until = until
-    else:
-        room.bank_muted_until = until
+    column = "borrower_muted_until" if party == "borrower" else "bank_muted_until"
+    await session.execute(update(_ROOM).where(_ROOM.c.case_id == case_id).values({column: until}))
     payload = {
         "event": "muted" if until else "unmuted",
         "party": party,
@@ -441,14 +464,13 @@ async def remove(
     who: Member,
     seq: object,
     client_msg_id: str,
-) -> Message:
+) -> dict[str, Any]:
     """The mediator takes a message out of view; the record keeps it, marked as removed."""
     if who.side != Side.MEDIATOR:
         raise Forbidden("Only the mediator removes messages", code="mediator_only")
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise Invalid("seq must be a whole number", code="invalid_seq")
-    room = await _claim_seq(session, case_id)
-    await _require_in_session(session, case_id)
+    room = await _claim_live_seq(session, case_id)
     target = await session.scalar(
         select(Message).where(Message.case_id == case_id, Message.seq == seq)
     )
@@ -478,14 +500,14 @@ async def remove(
 
 async def presence(
     session: AsyncSession, *, case_id: str, who: Member, event: Literal["joined", "left"]
-) -> Message:
+) -> dict[str, Any]:
     room = await _claim_seq(session, case_id)
     return await _write(
         session, room, who=who, channel=JOINT, kind="system", payload={"event": event}
     )
 
 
-async def start(session: AsyncSession, *, case: Case, actor: User) -> Message:
+async def start(session: AsyncSession, *, case: Case, actor: User) -> dict[str, Any]:
     """The mediator opens the session: the case moves to `in_session`."""
     who = await member(session, case=case, user=actor)
     if who.side != Side.MEDIATOR:
@@ -493,7 +515,9 @@ async def start(session: AsyncSession, *, case: Case, actor: User) -> Message:
     await check_open(session, case=case)
     room = await _claim_seq(session, case.id)
     await transition(session, case, Status.IN_SESSION, actor=actor, kind="session_started")
-    room.started_at = utcnow()
+    await session.execute(
+        update(_ROOM).where(_ROOM.c.case_id == case.id).values(started_at=utcnow())
+    )
     return await _write(
         session, room, who=who, channel=JOINT, kind="system", payload={"event": "started"}
     )
@@ -506,7 +530,7 @@ async def end(
     actor: User,
     outcome: Literal["agreed", "failed"],
     note: str | None,
-) -> Message:
+) -> dict[str, Any]:
     """The mediator closes the session: agreed (with an accepted offer) goes to signing."""
     who = await member(session, case=case, user=actor)
     if who.side != Side.MEDIATOR:
@@ -519,7 +543,7 @@ async def end(
             code="no_accepted_offer",
         )
     await transition(session, case, target, actor=actor, kind=f"session_{outcome}", note=note)
-    room.ended_at = utcnow()
+    await session.execute(update(_ROOM).where(_ROOM.c.case_id == case.id).values(ended_at=utcnow()))
     await session.execute(
         update(Offer)
         .where(Offer.case_id == case.id, Offer.status == "open")

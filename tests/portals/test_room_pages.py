@@ -230,7 +230,7 @@ async def _a_whole_session(env: Backend, world: World, case_id: str) -> None:
             text="这是被撤回的话",
             client_msg_id="b3",
         )
-        await service.remove(s, case_id=case_id, who=mediator, seq=rude.seq, client_msg_id="m1")
+        await service.remove(s, case_id=case_id, who=mediator, seq=rude["seq"], client_msg_id="m1")
         today = utcnow().astimezone(SHANGHAI).date()
         offer = await service.propose(
             s,
@@ -245,12 +245,12 @@ async def _a_whole_session(env: Backend, world: World, case_id: str) -> None:
             note="免息分期",
             client_msg_id="k3",
         )
-        assert offer.payload
+        assert offer["payload"]
         await service.respond(
             s,
             case_id=case_id,
             who=borrower,
-            offer_id=offer.payload["offer_id"],
+            offer_id=offer["payload"]["offer_id"],
             response="accept",
             reason=None,
             client_msg_id="b4",
