@@ -668,6 +668,8 @@ def _rates(args: argparse.Namespace, people: int) -> tuple[list[float], list[flo
     wanted = [float(r) for r in args.rates.split(",")] if args.rates else []
     if not wanted:
         wanted = [float(r) for r in (QUICK_RATES if args.quick else DEFAULT_RATES)]
+    # Each step's deliveries are tallied by its rate: a repeated rate would mix two steps.
+    wanted = sorted(set(wanted))
     return [r for r in wanted if r <= ceiling], [r for r in wanted if r > ceiling]
 
 
