@@ -146,7 +146,7 @@ async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
         )
         .returning(*_CLAIMED)
     )
-    seq, borrower_until, bank_until = (await session.execute(stmt)).one()
+    seq, borrower_until, bank_until = (await (await session.connection()).execute(stmt)).one()
     return Claim(case_id, seq, borrower_until, bank_until)
 
 
@@ -162,7 +162,7 @@ async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
         .values(last_seq=_ROOM.c.last_seq + 1)
         .returning(*_CLAIMED)
     )
-    row = (await session.execute(stmt)).one_or_none()
+    row = (await (await session.connection()).execute(stmt)).one_or_none()
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
     seq, borrower_until, bank_until = row
@@ -199,7 +199,8 @@ async def _write(
         "flagged": flagged or None,
         "created_at": utcnow(),
     }
-    await session.execute(_MESSAGES.insert().values(values))
+    # On the connection: Core statements skip the ORM's bulk-persistence layer entirely.
+    await (await session.connection()).execute(_MESSAGES.insert().values(values))
     return _record(values)
 
 
