@@ -65,6 +65,7 @@ CLIENT_TEXT = {
     "ended": N_("The session has ended."),
     "transcript_link": N_("Read the transcript"),
     "not_open": N_("The room is not open now."),
+    "signed_out": N_("Your sign-in has ended. Sign in again to rejoin the room."),
     "waiting": N_(
         "Waiting for the mediator to start the session. Messages can be sent once it starts."
     ),
@@ -135,6 +136,8 @@ CLIENT_TEXT = {
 # (English) detail.
 CLIENT_ERRORS = {
     "session_not_in_progress": N_("The session is not in progress."),
+    "signed_out": N_("Your sign-in has ended. Sign in again to rejoin the room."),
+    "message_held": N_("A held message is not shown to anyone; there is nothing to remove."),
     "channel_forbidden": N_("You cannot write in this channel."),
     "muted": N_(
         "The mediator has muted you in the joint channel for now. "

@@ -12,6 +12,8 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fastapi import WebSocket
@@ -36,13 +38,30 @@ CLOSE_SESSION_ENDED = 4000
 CLOSE_TOO_SLOW = 1013
 
 
+@dataclass
+class Credential:
+    """The sign-in a connection was opened with: the room closes to it when that ends."""
+
+    jti: str | None
+    expires_at: datetime | None
+    # When the sign-in was last found not revoked (monotonic clock); checked at admission.
+    checked_at: float = field(default_factory=time.monotonic)
+
+
 class Connection:
     """One websocket of one member; frames go out through a queue so a slow reader stalls no one."""
 
-    def __init__(self, websocket: WebSocket, case_id: str, member: service.Member) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        case_id: str,
+        member: service.Member,
+        credential: Credential | None = None,
+    ) -> None:
         self.websocket = websocket
         self.case_id = case_id
         self.member = member
+        self.credential = credential or Credential(None, None)
         # The highest seq this connection has been sent (or chose to skip); None until it resumes.
         self.sent_seq: int | None = None
         self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(MAX_QUEUED_FRAMES)
@@ -90,6 +109,10 @@ class Connection:
             self.closed = True
 
     async def stop(self) -> None:
+        if self.closed and not self._writer.done():
+            # A close was queued: let what precedes it (the reason, as an error frame) go out.
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=2)
         self.closed = True
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -3,6 +3,7 @@
 import json
 import logging
 import secrets
+import time
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -21,11 +22,12 @@ from app.config import Settings
 from app.db import SessionDep, utcnow
 from app.errors import CASE_ERRORS, AppError
 from app.sessions import service
-from app.sessions.hub import Connection, Hub
+from app.sessions.hub import Connection, Credential, Hub
 from app.sessions.models import Room, Ticket
 from app.sessions.rules import JOINT, readable_channels
 from app.sessions.schemas import SessionEnd, TicketRead
-from app.users.deps import SESSION_COOKIE, CurrentUser, resolve_token
+from app.users import service as users
+from app.users.deps import SESSION_COOKIE, CurrentAuth, CurrentUser, resolve_token
 from app.users.models import User
 
 log = logging.getLogger("hejie.sessions")
@@ -37,6 +39,7 @@ PROTOCOL = "hejie.v1"
 MAX_FRAME_CHARS = 32 * 1024
 MAX_CLIENT_MSG_ID = 64
 CLOSE_NOT_OPEN = 4409
+CLOSE_SIGNED_OUT = 4401
 
 
 def _hub(request: Request | WebSocket) -> Hub:
@@ -92,9 +95,10 @@ async def messages(
     responses=CASE_ERRORS,
 )
 async def ticket(
-    request: Request, case: PartyCase, user: CurrentUser, session: SessionDep
+    request: Request, case: PartyCase, auth: CurrentAuth, session: SessionDep
 ) -> TicketRead:
     """A single-use ticket for clients that cannot send the session cookie with the handshake."""
+    user = auth.user
     await service.member(session, case=case, user=user)
     settings: Settings = request.app.state.settings
     value = secrets.token_urlsafe(32)
@@ -104,6 +108,8 @@ async def ticket(
             case_id=case.id,
             user_id=user.id,
             expires_at=utcnow() + timedelta(seconds=TICKET_SECONDS),
+            session_jti=auth.claims.jti,
+            session_expires_at=auth.claims.expires_at,
         )
     )
     await session.flush()
@@ -134,7 +140,7 @@ def _offered_ticket(websocket: WebSocket) -> str | None:
 
 async def _caller(
     websocket: WebSocket, session: AsyncSession, settings: Settings, case_id: str
-) -> User | None:
+) -> tuple[User, Credential] | None:
     ticket = _offered_ticket(websocket)
     if ticket is not None:
         used = await session.execute(
@@ -146,12 +152,16 @@ async def _caller(
                 Ticket.expires_at > utcnow(),
             )
             .values(used_at=utcnow())
-            .returning(Ticket.user_id)
+            .returning(Ticket.user_id, Ticket.session_jti, Ticket.session_expires_at)
         )
-        user_id = used.scalar_one_or_none()
+        row = used.one_or_none()
         await session.commit()
-        user = await session.get(User, user_id) if user_id else None
-        return user if user is not None and user.is_active else None
+        if row is None:
+            return None
+        user = await session.get(User, row.user_id)
+        if user is None or not user.is_active:
+            return None
+        return user, Credential(row.session_jti, row.session_expires_at)
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     via_cookie = not (scheme.lower() == "bearer" and token.strip())
@@ -159,17 +169,20 @@ async def _caller(
     if not token:
         return None
     auth = await resolve_token(session, settings, token, via_cookie=via_cookie)
-    return auth.user if auth else None
+    if auth is None:
+        return None
+    return auth.user, Credential(auth.claims.jti, auth.claims.expires_at)
 
 
 async def _admit(
     websocket: WebSocket, maker: async_sessionmaker[AsyncSession], settings: Settings, case_id: str
-) -> tuple[service.Member, AppError | None] | None:
+) -> tuple[service.Member, Credential, AppError | None] | None:
     """The caller as a member of this room (with why it is not open now), or None: refused."""
     async with maker() as session:
-        user = await _caller(websocket, session, settings, case_id)
-        if user is None:
+        caller = await _caller(websocket, session, settings, case_id)
+        if caller is None:
             return None
+        user, credential = caller
         case = await cases.get_visible(session, user=user, case_id=case_id)
         if case is None:
             return None
@@ -180,8 +193,8 @@ async def _admit(
         try:
             await service.check_open(session, case=case)
         except AppError as exc:
-            return who, exc
-        return who, None
+            return who, credential, exc
+        return who, credential, None
 
 
 @router.websocket("/{case_id}/session")
@@ -196,16 +209,19 @@ async def room(websocket: WebSocket, case_id: str) -> None:
     if admitted is None:
         await websocket.close(code=1008)
         return
-    who, not_open = admitted
+    who, credential, not_open = admitted
     offered = websocket.headers.get("sec-websocket-protocol", "")
     subprotocol = PROTOCOL if PROTOCOL in [p.strip() for p in offered.split(",")] else None
     await websocket.accept(subprotocol=subprotocol)
     if not_open is not None:
-        await websocket.send_text(_error(not_open.code, not_open.message))
+        extra = {}
+        if isinstance(not_open, service.TooEarly):
+            extra["opens_at"] = not_open.opens_at.isoformat().replace("+00:00", "Z")
+        await websocket.send_text(_error(not_open.code, not_open.message, **extra))
         await websocket.close(CLOSE_NOT_OPEN, not_open.code)
         return
 
-    conn = Connection(websocket, case_id, who)
+    conn = Connection(websocket, case_id, who, credential)
     try:
         if await hub.join(conn):
             await _presence(hub, maker, conn, "joined")
@@ -303,6 +319,21 @@ async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connec
 
 
 WRITES = frozenset({"send", "offer", "respond", "mute", "remove"})
+# How stale the knowledge that a connection's sign-in is still valid may be.
+RECHECK_SECONDS = 30.0
+
+
+async def _still_signed_in(maker: async_sessionmaker[AsyncSession], conn: Connection) -> bool:
+    """The sign-in that opened the room has neither expired nor been ended by logging out."""
+    credential = conn.credential
+    if credential.expires_at is not None and credential.expires_at <= utcnow():
+        return False
+    if credential.jti is None or time.monotonic() - credential.checked_at < RECHECK_SECONDS:
+        return True
+    async with maker() as session:
+        revoked = await users.is_revoked(session, jti=credential.jti)
+    credential.checked_at = time.monotonic()
+    return not revoked
 
 
 async def _handle(
@@ -311,6 +342,10 @@ async def _handle(
     kind = frame["type"]
     if kind == "ping":
         conn.push({"type": "pong"})
+        return
+    if kind == "resume" and not await _still_signed_in(maker, conn):
+        conn.push(_error("signed_out", "your sign-in has ended; sign in again to rejoin"))
+        conn.close(CLOSE_SIGNED_OUT, "signed out")
         return
     if kind == "resume":
         after = frame.get("after", 0)
@@ -337,6 +372,16 @@ async def _handle(
         or not client_msg_id.isprintable()
     ):
         conn.push(_error("malformed", "'client_msg_id' must be 1-64 printable ASCII characters"))
+        return
+    if not await _still_signed_in(maker, conn):
+        conn.push(
+            _error(
+                "signed_out",
+                "your sign-in has ended; sign in again to rejoin",
+                client_msg_id=client_msg_id,
+            )
+        )
+        conn.close(CLOSE_SIGNED_OUT, "signed out")
         return
     if conn.sent_seq is None:
         conn.push(_error("resume_first", "send a resume frame first", client_msg_id=client_msg_id))

@@ -42,6 +42,17 @@ MAX_MUTE_MINUTES = 60
 OPEN_STATUSES = frozenset({Status.SCHEDULED, Status.IN_SESSION})
 
 
+class TooEarly(Conflict):
+    """The room is not open yet; clients get the opening time as data, not only as text."""
+
+    code = "too_early"
+
+    def __init__(self, opens_at: datetime) -> None:
+        local = opens_at.astimezone(SHANGHAI)
+        super().__init__(f"The room opens at {local:%Y-%m-%d %H:%M} Asia/Shanghai")
+        self.opens_at = opens_at
+
+
 @dataclass(frozen=True)
 class Member:
     """A signed-in party of one room, as plain values the websocket can keep between messages."""
@@ -91,10 +102,7 @@ async def check_open(session: AsyncSession, *, case: Case, now: datetime | None 
         raise Conflict("There is no booked session", code="no_appointment")
     opens = appointment.start - JOIN_EARLY
     if now < opens:
-        raise Conflict(
-            f"The room opens at {opens.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai",
-            code="too_early",
-        )
+        raise TooEarly(opens)
 
 
 def record(message: Message) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Who gets into the room, and when: refused before the handshake completes, or told why."""
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -78,8 +79,10 @@ async def test_room_opens_ten_minutes_before_the_booked_time(
         async with connect(
             f"ws://{host}/api/v1/cases/{case_id}/session", additional_headers=world.alice.headers
         ) as ws:
-            frame = await ws.recv()
-            assert '"too_early"' in str(frame)
+            frame = json.loads(await ws.recv())
+            assert frame["code"] == "too_early"
+            opens_at = datetime.fromisoformat(frame["opens_at"])
+            assert timedelta(minutes=19) < opens_at - utcnow() <= timedelta(minutes=20)
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
@@ -206,3 +209,46 @@ async def test_an_ended_session_lets_nobody_back_in(
             f"ws://{host}/api/v1/cases/{case_id}/session", additional_headers=world.alice.headers
         ) as ws:
             assert '"session_not_open"' in str(await ws.recv())
+
+
+async def test_signing_out_closes_the_room_to_that_sign_in(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.sessions import router as room_router
+
+    # Re-check the sign-in on every action instead of every 30 s.
+    monkeypatch.setattr(room_router, "RECHECK_SECONDS", 0.0)
+    case_id = await live_case(client, env, world)
+    r = await client.post(
+        f"/api/v1/cases/{case_id}/session/ticket", headers=world.bank_demo.headers
+    )
+    ticket = r.json()["protocol"]
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        connect(
+            f"ws://{host}/api/v1/cases/{case_id}/session",
+            subprotocols=["hejie.v1", ticket],  # type: ignore[list-item]
+        ) as bank_ws,
+    ):
+        assert '"welcome"' in str(await bank_ws.recv())
+        assert (await borrower.say("还在吗"))["type"] == "ack"
+        for who in (world.alice, world.bank_demo):
+            r = await client.post("/api/v1/auth/logout", headers=who.headers)
+            assert r.status_code == 204
+        refused = await borrower.say("我登出了")
+        assert refused["type"] == "error" and refused["code"] == "signed_out"
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await borrower.ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        # The ticket's room follows the sign-in that fetched the ticket.
+        await bank_ws.send('{"type": "resume", "after": 0}')
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                frame = str(await bank_ws.recv())
+                assert '"resumed"' not in frame
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

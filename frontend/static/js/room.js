@@ -232,6 +232,8 @@
     } else if (S.phase === 'not_open') {
       text = T.not_open;
       reconnectButton.hidden = false;
+    } else if (S.phase === 'signed_out') {
+      text = T.signed_out;
     } else {
       text = T.ended;
       transcriptLink.hidden = false;
@@ -242,7 +244,7 @@
   function connect() {
     clearTimeout(S.timer);
     S.timer = null;
-    if (S.phase === 'ended' || S.leaving) return;
+    if (S.phase === 'ended' || S.phase === 'signed_out' || S.leaving) return;
     if (navigator.onLine === false) {
       setPhase('reconnecting'); // waits for the browser's `online` event
       return;
@@ -280,7 +282,7 @@
   }
 
   function scheduleReconnect() {
-    if (S.phase === 'ended' || S.leaving) return;
+    if (S.phase === 'ended' || S.phase === 'signed_out' || S.leaving) return;
     if (navigator.onLine === false) {
       setPhase('reconnecting'); // waits for the browser's `online` event
       return;
@@ -294,9 +296,15 @@
   }
 
   function onClosed(code) {
-    if (S.phase === 'ended' || S.leaving) return;
+    if (S.phase === 'ended' || S.phase === 'signed_out' || S.leaving) return;
     if (code === 4000) {
       endRoom();
+      return;
+    }
+    if (code === 4401) {
+      // The sign-in ended (logged out elsewhere, or expired): reconnecting cannot help.
+      setPhase('signed_out');
+      clearTimeout(S.timer);
       return;
     }
     if (code === 4409) {
@@ -470,7 +478,7 @@
 
   // The network went away: the socket may still look open for a long time, so let it go now.
   window.addEventListener('offline', function () {
-    if (S.phase === 'ended' || S.leaving) return;
+    if (S.phase === 'ended' || S.phase === 'signed_out' || S.leaving) return;
     dropSocket();
     clearTimeout(S.timer);
     setPhase('reconnecting');
