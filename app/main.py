@@ -23,6 +23,7 @@ from app.portals import bank, borrower, mediator, public, room, staff
 from app.review.router import router as review_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
+from app.sessions.router import RoomFastPath
 from app.sessions.router import router as sessions_router
 from app.users.router import me_router
 from app.users.router import router as auth_router
@@ -103,4 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the size cap (which signals by exception), inside the headers.
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders, hsts=not settings.is_dev)
+    # Outermost: the live room's websockets skip everything an HTTP request needs.
+    app.add_middleware(RoomFastPath)
     return app

@@ -49,7 +49,8 @@ class Credential:
 
 
 class Connection:
-    """One websocket of one member; frames go out through a queue so a slow reader stalls no one."""
+    """One websocket of one member. Frames wait in a queue drained by a short-lived task, so a
+    slow reader stalls no one, and an idle connection holds no task at all."""
 
     def __init__(
         self,
@@ -64,42 +65,42 @@ class Connection:
         self.credential = credential or Credential(None, None)
         # The highest seq this connection has been sent (or chose to skip); None until it resumes.
         self.sent_seq: int | None = None
-        self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(MAX_QUEUED_FRAMES)
-        self._writer = asyncio.create_task(self._write())
         self.closed = False
-        self._closer: asyncio.Task[None] | None = None
+        self._pending: deque[str | tuple[int, str]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
 
     def push(self, frame: dict[str, Any] | str) -> None:
         if self.closed:
             return
-        text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self._pending) >= MAX_QUEUED_FRAMES:
+            self._pending.clear()
             self.close(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
+            return
+        self._pending.append(
+            frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+        )
+        self._flush_soon()
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued have gone out."""
         if self.closed:
             return
         self.closed = True
-        try:
-            self._queue.put_nowait((code, reason))
-        except asyncio.QueueFull:
-            # No room even for the close: drop what is queued and close now.
-            self._writer.cancel()
-            self._closer = asyncio.create_task(self._close_now(code, reason))
+        self._pending.append((code, reason))
+        self._flush_soon()
 
-    async def _close_now(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code, reason)
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
 
-    async def _write(self) -> None:
+    async def _flush(self) -> None:
         try:
-            while True:
-                item = await self._queue.get()
+            while self._pending:
+                item = self._pending.popleft()
                 if isinstance(item, tuple):
-                    await self._close_now(*item)
+                    self._pending.clear()
+                    with contextlib.suppress(Exception):
+                        await self.websocket.close(*item)
                     return
                 await self.websocket.send_text(item)
         except asyncio.CancelledError:
@@ -107,16 +108,20 @@ class Connection:
         except Exception:
             # The peer went away; the reading side notices and cleans up.
             self.closed = True
+            self._pending.clear()
 
     async def stop(self) -> None:
-        if self.closed and not self._writer.done():
-            # A close was queued: let what precedes it (the reason, as an error frame) go out.
-            with contextlib.suppress(TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout=2)
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            if self.closed:
+                # A close was queued: let what precedes it (the reason, as an error frame) go out.
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(flusher), timeout=2)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await flusher
         self.closed = True
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
+        self._pending.clear()
 
 
 class Room:

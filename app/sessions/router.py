@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -12,6 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, statu
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app import security
@@ -490,3 +492,24 @@ async def _apply(
     return await service.remove(
         session, case_id=case_id, who=who, seq=frame.get("seq"), client_msg_id=client_msg_id
     )
+
+
+_ROOM_PATH = re.compile(r"^/api/v1/cases/([^/]+)/session$")
+
+
+class RoomFastPath:
+    """Hand room websockets straight to `room`, past routing and the dependency machinery.
+
+    A websocket keeps every layer it passes through suspended for its whole life; for the room,
+    which may hold thousands of idle connections, those frames were most of its memory. The route
+    above stays registered (and documented) and behaves the same.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and (match := _ROOM_PATH.match(scope["path"])):
+            await room(WebSocket(scope, receive, send), match.group(1))
+            return
+        await self.app(scope, receive, send)
