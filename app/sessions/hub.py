@@ -34,6 +34,8 @@ RATE_LIMIT = 5  # messages
 RATE_WINDOW = 1.0  # second
 # Rooms re-read the database this often, so a lost wake-up delays a message but never loses it.
 SWEEP_SECONDS = 2.0
+# How long a connection's sending task waits for more frames before it ends (idle rooms hold none).
+FLUSHER_LINGER_SECONDS = 10.0
 CLOSE_SESSION_ENDED = 4000
 CLOSE_TOO_SLOW = 1013
 
@@ -68,6 +70,7 @@ class Connection:
         self.closed = False
         self._pending: deque[str | tuple[int, str]] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     def push(self, frame: dict[str, Any] | str) -> None:
         if self.closed:
@@ -92,17 +95,28 @@ class Connection:
     def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        else:
+            self._wake.set()
 
     async def _flush(self) -> None:
         try:
-            while self._pending:
-                item = self._pending.popleft()
-                if isinstance(item, tuple):
-                    self._pending.clear()
-                    with contextlib.suppress(Exception):
-                        await self.websocket.close(*item)
-                    return
-                await self.websocket.send_text(item)
+            while True:
+                while self._pending:
+                    item = self._pending.popleft()
+                    if isinstance(item, tuple):
+                        self._pending.clear()
+                        with contextlib.suppress(Exception):
+                            await self.websocket.close(*item)
+                        return
+                    await self.websocket.send_text(item)
+                # Stay a while for the next frame (a live conversation), then let go (idle).
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(FLUSHER_LINGER_SECONDS):
+                        await self._wake.wait()
+                except TimeoutError:
+                    if not self._pending:
+                        return
         except asyncio.CancelledError:
             raise
         except Exception:
