@@ -79,6 +79,8 @@ CLIENT_TEXT = {
     "removed_mediator": N_("Removed: the parties no longer see this message."),
     "remove": N_("Remove"),
     "remove_label": N_("Remove message {seq}"),
+    "release": N_("Let it through"),
+    "release_label": N_("Deliver held message {seq} to everyone in its channel"),
     "typing": N_("{names} is typing…"),
     "unread": N_("{n} unread"),
     "you": N_("you"),
@@ -174,6 +176,7 @@ CLIENT_ERRORS = {
     "invalid_minutes": N_("Choose between 0 and 60 minutes."),
     "message_not_found": N_("That message cannot be removed."),
     "already_removed": N_("That message is already removed."),
+    "not_held": N_("That message is no longer held."),
     "no_accepted_offer": N_(
         "No offer has been accepted by both sides: end the session as failed or keep talking."
     ),
@@ -289,7 +292,7 @@ def transcript(messages: list[dict[str, Any]], channels: list[str]) -> dict[str,
     """The messages of each channel as they stand at the end: later messages applied to earlier.
 
     An offer shows its final state: answered, or replaced by a later offer or by the end of the
-    session. Presence changes and the removal markers themselves are not shown.
+    session. Presence changes and the removal and release markers themselves are not shown.
     """
     by_channel: dict[str, list[Any]] = {c: [] for c in channels}
     offers: dict[str, dict[str, Any]] = {}
@@ -319,7 +322,8 @@ def transcript(messages: list[dict[str, Any]], channels: list[str]) -> dict[str,
             if answered is not None:
                 answered["status"] = payload["status"]
                 answered["awaiting"] = payload.get("awaiting", [])
-        elif kind == "removed":
+        elif kind in ("removed", "released"):
+            # Markers: the message they change already shows its final state in the history.
             continue
         elif kind == "system":
             event = payload.get("event")

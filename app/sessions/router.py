@@ -320,7 +320,7 @@ async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connec
             return
 
 
-WRITES = frozenset({"send", "offer", "respond", "mute", "remove"})
+WRITES = frozenset({"send", "offer", "respond", "mute", "remove", "release"})
 # How stale the knowledge that a connection's sign-in is still valid may be.
 RECHECK_SECONDS = 30.0
 
@@ -488,6 +488,10 @@ async def _apply(
             party=frame.get("party"),
             minutes=frame.get("minutes"),
             client_msg_id=client_msg_id,
+        )
+    if kind == "release":
+        return await service.release(
+            session, case_id=case_id, who=who, seq=frame.get("seq"), client_msg_id=client_msg_id
         )
     return await service.remove(
         session, case_id=case_id, who=who, seq=frame.get("seq"), client_msg_id=client_msg_id

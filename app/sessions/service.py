@@ -507,6 +507,46 @@ async def remove(
     )
 
 
+async def release(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: Member,
+    seq: object,
+    client_msg_id: str,
+) -> dict[str, Any]:
+    """The mediator lets a held message through after reading it (the filter was wrong).
+
+    The original keeps its place and its flags in the record; the release, a new message,
+    carries it to those who never received it.
+    """
+    if who.side != Side.MEDIATOR:
+        raise Forbidden("Only the mediator releases messages", code="mediator_only")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise Invalid("seq must be a whole number", code="invalid_seq")
+    room = await _claim_live_seq(session, case_id)
+    target = await session.scalar(
+        select(Message).where(Message.case_id == case_id, Message.seq == seq)
+    )
+    if target is None or target.kind != "text":
+        raise NotFound("No text message with that number", code="message_not_found")
+    if target.state != "held":
+        raise Conflict("That message is not held", code="not_held")
+    target.state = "delivered"
+    await session.flush()
+    released = {k: v for k, v in record(target).items() if k not in ("flagged", "sender_id")}
+    released["client_msg_id"] = None
+    return await _write(
+        session,
+        room,
+        who=who,
+        channel=target.channel,
+        kind="released",
+        client_msg_id=client_msg_id,
+        payload={"target_seq": seq, "message": released},
+    )
+
+
 async def presence(
     session: AsyncSession, *, case_id: str, who: Member, event: Literal["joined", "left"]
 ) -> dict[str, Any]:

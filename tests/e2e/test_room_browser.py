@@ -276,6 +276,14 @@ async def test_the_mediator_conducts_the_session(
             await expect(held).to_have_count(1)
             await expect(held).to_contain_text("坐牢")
             await expect(mediator.page.locator("#room-held-count")).to_have_text("1")
+            # A reassurance the word list cannot tell from a threat: the mediator lets it through.
+            await bank.say("请放心，我们不会把您列入黑名单")
+            await expect(held).to_have_count(2)
+            await expect(borrower.page.locator("#room")).not_to_contain_text("列入黑名单")
+            await held.filter(has_text="列入黑名单").locator("button", has_text="放行").click()
+            await expect(borrower.joint("请放心，我们不会把您列入黑名单")).to_have_count(1)
+            await expect(held).to_have_count(1)
+            await expect(mediator.page.locator("#room-held-count")).to_have_text("1")
 
             # The mediator removes a borrower message: the others see only that it was removed.
             await borrower.say("这句话说错了")

@@ -172,6 +172,41 @@ async def test_threats_from_the_bank_are_held_for_the_mediator(
     assert held["seq"] not in [m["seq"] for m in history]
 
 
+async def test_mediator_releases_a_message_held_by_mistake(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+        joined(host, case_id, world.mediator) as mediator,
+    ):
+        # A reassurance the word list cannot tell from a threat.
+        held = await bank.say("请放心，我们不会把您列入黑名单")
+        assert held["state"] == "held"
+        cid = bank.next_id()
+        await bank.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
+        assert (await bank.reply(cid))["code"] == "mediator_only"
+        cid = mediator.next_id()
+        await mediator.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
+        assert (await mediator.reply(cid))["type"] == "ack"
+        released = await borrower.expect(lambda f: f.get("kind") == "released")
+        assert released["payload"]["target_seq"] == held["seq"]
+        original = released["payload"]["message"]
+        assert original["body"] == "请放心，我们不会把您列入黑名单"
+        assert original["sender"]["side"] == "bank" and "flagged" not in original
+        await mediator.expect(lambda f: f.get("kind") == "released")
+        cid = mediator.next_id()
+        await mediator.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
+        assert (await mediator.reply(cid))["code"] == "not_held"
+    history = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
+    assert history[held["seq"]]["state"] == "delivered"
+    assert history[held["seq"]]["body"] == "请放心，我们不会把您列入黑名单"
+    as_mediator = {m["seq"]: m for m in await _history(client, case_id, world.mediator)}
+    assert as_mediator[held["seq"]]["flagged"]
+
+
 async def test_mediator_mutes_a_party_and_removes_a_message(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:

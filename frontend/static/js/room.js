@@ -589,6 +589,29 @@
     removeHeld(seq);
   }
 
+  // A held message the mediator let through: shown where it was, or now to those who never had it.
+  function markReleased(seq, original) {
+    removeHeld(seq);
+    var old = S.seen.get(seq);
+    if (old) {
+      old.state = 'delivered';
+      var node = S.nodes.get(seq);
+      if (node) {
+        var fresh = renderText(old);
+        node.replaceWith(fresh);
+        S.nodes.set(seq, fresh);
+      }
+      return;
+    }
+    if (!original || original.body === null || original.body === undefined) return;
+    S.seen.set(seq, original);
+    appendTo(original.channel, renderText(original), seq, false);
+    if (S.loaded && original.channel !== S.active) {
+      S.unread[original.channel] = (S.unread[original.channel] || 0) + 1;
+      renderUnread();
+    }
+  }
+
   function applySystem(m) {
     var p = m.payload || {};
     var text = null;
@@ -658,6 +681,8 @@
       if (m.body) node.appendChild(el('p', 'msg-body prewrap', m.body));
     } else if (m.kind === 'removed' && m.payload) {
       markRemoved(p.target_seq);
+    } else if (m.kind === 'released' && m.payload) {
+      markReleased(p.target_seq, p.message);
     } else if (m.kind === 'system') {
       node = applySystem(m);
     }
@@ -1268,6 +1293,22 @@
     li.appendChild(meta);
     li.appendChild(el('p', 'msg-body', m.body));
     li.appendChild(el('p', 'msg-note', heldNote(m)));
+    var release = el('button', 'secondary', T.release);
+    release.type = 'button';
+    release.setAttribute('aria-label', fmt(T.release_label, { seq: m.seq }));
+    release.addEventListener('click', function () {
+      release.disabled = true;
+      act(
+        { type: 'release', seq: m.seq },
+        {
+          onFail: function (f) {
+            release.disabled = false;
+            toolsStatus(fmt(T.refused, { reason: errorText(f) }));
+          },
+        }
+      );
+    });
+    li.appendChild(release);
     list.appendChild(li);
     S.held.set(m.seq, li);
     renderHeldCount();
