@@ -22,7 +22,7 @@ from app.cases.deps import AssignedCase, PartyCase
 from app.cases.models import Case
 from app.config import Settings
 from app.db import SessionDep, utcnow
-from app.errors import CASE_ERRORS, AppError
+from app.errors import CASE_ERRORS, AppError, Forbidden
 from app.sessions import service
 from app.sessions.hub import Connection, Credential, Hub
 from app.sessions.models import Room, Ticket
@@ -188,10 +188,10 @@ async def _admit(
         case = await cases.get_visible(session, user=user, case_id=case_id)
         if case is None:
             return None
-        side = await service.side_of(session, case=case, user=user)
-        if side is None:
+        try:
+            who = await service.member(session, case=case, user=user)
+        except Forbidden:
             return None
-        who = await service.member(session, case=case, user=user)
         try:
             await service.check_open(session, case=case)
         except AppError as exc:

@@ -466,6 +466,22 @@ async def mute(
     )
 
 
+def _whole_seq(seq: object) -> int:
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise Invalid("seq must be a whole number", code="invalid_seq")
+    return seq
+
+
+async def _text_message(session: AsyncSession, *, case_id: str, seq: int) -> Message:
+    """The room's text message with this seq, for the mediator's tools, or 404."""
+    target = await session.scalar(
+        select(Message).where(Message.case_id == case_id, Message.seq == seq)
+    )
+    if target is None or target.kind != "text":
+        raise NotFound("No text message with that number", code="message_not_found")
+    return target
+
+
 async def remove(
     session: AsyncSession,
     *,
@@ -477,14 +493,9 @@ async def remove(
     """The mediator takes a message out of view; the record keeps it, marked as removed."""
     if who.side != Side.MEDIATOR:
         raise Forbidden("Only the mediator removes messages", code="mediator_only")
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise Invalid("seq must be a whole number", code="invalid_seq")
+    seq = _whole_seq(seq)
     room = await _claim_live_seq(session, case_id)
-    target = await session.scalar(
-        select(Message).where(Message.case_id == case_id, Message.seq == seq)
-    )
-    if target is None or target.kind != "text":
-        raise NotFound("No text message with that number", code="message_not_found")
+    target = await _text_message(session, case_id=case_id, seq=seq)
     if target.state == "removed":
         raise Conflict("That message is already removed", code="already_removed")
     if target.state == "held":
@@ -522,14 +533,9 @@ async def release(
     """
     if who.side != Side.MEDIATOR:
         raise Forbidden("Only the mediator releases messages", code="mediator_only")
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise Invalid("seq must be a whole number", code="invalid_seq")
+    seq = _whole_seq(seq)
     room = await _claim_live_seq(session, case_id)
-    target = await session.scalar(
-        select(Message).where(Message.case_id == case_id, Message.seq == seq)
-    )
-    if target is None or target.kind != "text":
-        raise NotFound("No text message with that number", code="message_not_found")
+    target = await _text_message(session, case_id=case_id, seq=seq)
     if target.state != "held":
         raise Conflict("That message is not held", code="not_held")
     target.state = "delivered"
