@@ -123,6 +123,12 @@ class Peer:
         await self.send({"type": "send", "client_msg_id": cid, "channel": channel, "text": text})
         return await self.reply(cid)
 
+    async def act(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send one action under a fresh client_msg_id; its ack or error."""
+        cid = self.next_id()
+        await self.send({"type": kind, "client_msg_id": cid, **fields})
+        return await self.reply(cid)
+
     async def reply(self, cid: str) -> dict[str, Any]:
         """The ack or error for one client_msg_id."""
         return await self.expect(
@@ -156,3 +162,14 @@ async def joined(
             await peer.send({"type": "resume", "after": after})
             await peer.expect(lambda f: f["type"] == "resumed")
         yield peer
+
+
+@asynccontextmanager
+async def in_room(host: str, case_id: str, world: World) -> AsyncIterator[tuple[Peer, Peer, Peer]]:
+    """The borrower, an officer of the bank and the mediator, all in the room and resumed."""
+    async with (
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+        joined(host, case_id, world.mediator) as mediator,
+    ):
+        yield borrower, bank, mediator

@@ -11,7 +11,7 @@ from app.i18n import SHANGHAI
 from app.repayment.plans import add_months
 from app.sessions.models import Offer
 from tests.helpers import Backend, World
-from tests.sessions.helpers import Peer, joined, live_case, serving
+from tests.sessions.helpers import Peer, in_room, joined, live_case, serving
 
 DEBT_FEN = 1_000_000  # what tests.scheduling.helpers.accept confirms: principal only
 
@@ -29,17 +29,11 @@ def _terms(**overrides: Any) -> dict[str, Any]:
 
 
 async def _propose(peer: Peer, **overrides: Any) -> dict[str, Any]:
-    cid = peer.next_id()
-    await peer.send({"type": "offer", "client_msg_id": cid, "terms": _terms(**overrides)})
-    return await peer.reply(cid)
+    return await peer.act("offer", terms=_terms(**overrides))
 
 
 async def _answer(peer: Peer, offer_id: str, response: str) -> dict[str, Any]:
-    cid = peer.next_id()
-    await peer.send(
-        {"type": "respond", "client_msg_id": cid, "offer_id": offer_id, "response": response}
-    )
-    return await peer.reply(cid)
+    return await peer.act("respond", offer_id=offer_id, response=response)
 
 
 async def test_bank_offer_accepted_by_borrower_is_the_deal(
@@ -48,9 +42,7 @@ async def test_bank_offer_accepted_by_borrower_is_the_deal(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         ack = await _propose(bank, installments=3, total_fen=DEBT_FEN)
         assert ack["type"] == "ack", ack
@@ -95,9 +87,7 @@ async def test_mediator_proposal_needs_both_sides_and_one_decline_ends_it(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         await _propose(mediator, installments=10)
         first = (await bank.expect(lambda f: f.get("kind") == "offer"))["payload"]
@@ -161,14 +151,9 @@ async def test_invalid_plans_are_refused_with_every_reason(
         later = (today + timedelta(days=70)).isoformat()
         assert (await _propose(bank, first_due=later, deferral_months=2))["type"] == "ack"
         await asyncio.sleep(1)
-        cid = bank.next_id()
-        await bank.send({"type": "offer", "client_msg_id": cid, "terms": "all of it"})
-        assert (await bank.reply(cid))["code"] == "invalid_terms"
-        cid = bank.next_id()
-        await bank.send(
-            {"type": "offer", "client_msg_id": cid, "terms": _terms(), "note": "不还就曝光你"}
-        )
-        assert (await bank.reply(cid))["code"] == "note_refused"
+        assert (await bank.act("offer", terms="all of it"))["code"] == "invalid_terms"
+        refused = await bank.act("offer", terms=_terms(), note="不还就曝光你")
+        assert refused["code"] == "note_refused"
 
 
 async def test_ending_agreed_needs_an_accepted_offer(

@@ -3,7 +3,7 @@
 import httpx
 
 from tests.helpers import Backend, World
-from tests.sessions.helpers import joined, live_case, serving
+from tests.sessions.helpers import in_room, live_case, serving
 
 
 async def test_joint_message_reaches_everyone_and_caucus_only_its_side(
@@ -12,9 +12,7 @@ async def test_joint_message_reaches_everyone_and_caucus_only_its_side(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         ack = await borrower.say("您好，我想分期还款")
         assert ack["type"] == "ack", ack

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.sessions.models import Message
 from tests.helpers import Actor, Backend, World
-from tests.sessions.helpers import Peer, joined, live_case, serving
+from tests.sessions.helpers import Peer, in_room, joined, live_case, serving
 
 
 async def _history(client: httpx.AsyncClient, case_id: str, who: Actor, since: int = 0) -> Any:
@@ -28,9 +28,7 @@ async def test_caucus_never_reaches_the_other_side_live_or_in_history(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         assert (await borrower.say("借款人私下：最多月还两千", "caucus:borrower"))["type"] == "ack"
         assert (await bank.say("银行私下：可减免全部利息", "caucus:bank"))["type"] == "ack"
@@ -148,9 +146,7 @@ async def test_threats_from_the_bank_are_held_for_the_mediator(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         held = await bank.say("再不还钱就让你坐 牢，还要起诉你家人")
         assert held["type"] == "ack" and held["state"] == "held"
@@ -162,9 +158,7 @@ async def test_threats_from_the_bank_are_held_for_the_mediator(
         assert fine["state"] == "delivered"
         await borrower.expect(lambda f: f.get("seq") == fine["seq"])
         assert all(f.get("seq") != held["seq"] for f in borrower.frames)
-        cid = mediator.next_id()
-        await mediator.send({"type": "remove", "client_msg_id": cid, "seq": held["seq"]})
-        assert (await mediator.reply(cid))["code"] == "message_held"
+        assert (await mediator.act("remove", seq=held["seq"]))["code"] == "message_held"
         # The borrower's own words are not filtered (they may quote what they were told).
         assert (await borrower.say("他们说要让我坐牢"))["state"] == "delivered"
     history = await _history(client, case_id, world.alice)
@@ -178,28 +172,20 @@ async def test_mediator_releases_a_message_held_by_mistake(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         # A reassurance the word list cannot tell from a threat.
         held = await bank.say("请放心，我们不会把您列入黑名单")
         assert held["state"] == "held"
-        cid = bank.next_id()
-        await bank.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
-        assert (await bank.reply(cid))["code"] == "mediator_only"
-        cid = mediator.next_id()
-        await mediator.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
-        assert (await mediator.reply(cid))["type"] == "ack"
+        assert (await bank.act("release", seq=held["seq"]))["code"] == "mediator_only"
+        assert (await mediator.act("release", seq=held["seq"]))["type"] == "ack"
         released = await borrower.expect(lambda f: f.get("kind") == "released")
         assert released["payload"]["target_seq"] == held["seq"]
         original = released["payload"]["message"]
         assert original["body"] == "请放心，我们不会把您列入黑名单"
         assert original["sender"]["side"] == "bank" and "flagged" not in original
         await mediator.expect(lambda f: f.get("kind") == "released")
-        cid = mediator.next_id()
-        await mediator.send({"type": "release", "client_msg_id": cid, "seq": held["seq"]})
-        assert (await mediator.reply(cid))["code"] == "not_held"
+        assert (await mediator.act("release", seq=held["seq"]))["code"] == "not_held"
     history = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
     assert history[held["seq"]]["state"] == "delivered"
     assert history[held["seq"]]["body"] == "请放心，我们不会把您列入黑名单"
@@ -213,37 +199,25 @@ async def test_mediator_mutes_a_party_and_removes_a_message(
     case_id = await live_case(client, env, world)
     async with (
         serving(env.app) as host,
-        joined(host, case_id, world.alice) as borrower,
-        joined(host, case_id, world.bank_demo) as bank,
-        joined(host, case_id, world.mediator) as mediator,
+        in_room(host, case_id, world) as (borrower, bank, mediator),
     ):
         rude = await borrower.say("你们都是吸血鬼")
-        cid = mediator.next_id()
-        await mediator.send({"type": "remove", "client_msg_id": cid, "seq": rude["seq"]})
-        assert (await mediator.reply(cid))["type"] == "ack"
+        assert (await mediator.act("remove", seq=rude["seq"]))["type"] == "ack"
         marker = await bank.expect(lambda f: f.get("kind") == "removed")
         assert marker["payload"] == {"target_seq": rude["seq"]}
-        cid = mediator.next_id()
-        await bank.send({"type": "remove", "client_msg_id": cid, "seq": rude["seq"]})
-        assert (await bank.reply(cid))["code"] == "mediator_only"
+        assert (await bank.act("remove", seq=rude["seq"]))["code"] == "mediator_only"
 
-        cid = mediator.next_id()
-        await mediator.send({"type": "mute", "client_msg_id": cid, "party": "bank", "minutes": 5})
-        assert (await mediator.reply(cid))["type"] == "ack"
+        assert (await mediator.act("mute", party="bank", minutes=5))["type"] == "ack"
         notice = await borrower.expect(lambda f: (f.get("payload") or {}).get("event") == "muted")
         assert notice["payload"]["party"] == "bank" and notice["payload"]["until"]
         refused = await bank.say("请听我说")
         assert refused["type"] == "error" and refused["code"] == "muted"
         # The caucus with the mediator stays open to a muted side.
         assert (await bank.say("私下说明情况", "caucus:bank"))["type"] == "ack"
-        cid = mediator.next_id()
-        await mediator.send({"type": "mute", "client_msg_id": cid, "party": "bank", "minutes": 0})
-        assert (await mediator.reply(cid))["type"] == "ack"
+        assert (await mediator.act("mute", party="bank", minutes=0))["type"] == "ack"
         assert (await bank.say("谢谢"))["type"] == "ack"
         for bad in ({"party": "judge", "minutes": 5}, {"party": "bank", "minutes": 600}):
-            cid = mediator.next_id()
-            await mediator.send({"type": "mute", "client_msg_id": cid, **bad})
-            assert (await mediator.reply(cid))["type"] == "error"
+            assert (await mediator.act("mute", **bad))["type"] == "error"
     as_borrower = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
     assert as_borrower[rude["seq"]]["state"] == "removed"
     assert as_borrower[rude["seq"]]["body"] is None
