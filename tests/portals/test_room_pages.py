@@ -190,38 +190,15 @@ async def _a_whole_session(env: Backend, world: World, case_id: str) -> None:
         borrower = service.Member(world.alice.user_id, Side.BORROWER, "张伟")
         bank = service.Member(world.bank_demo.user_id, Side.BANK, "bank.demo")
         mediator = service.Member(world.mediator.user_id, Side.MEDIATOR, "mediator")
-        await service.say(
-            s,
-            case_id=case_id,
-            who=borrower,
-            channel="joint",
-            text="您好，我想分期还款",
-            client_msg_id="b1",
-        )
-        await service.say(
-            s,
-            case_id=case_id,
-            who=borrower,
-            channel="caucus:borrower",
-            text="我最多每月还两千",
-            client_msg_id="b2",
-        )
-        await service.say(
-            s,
-            case_id=case_id,
-            who=bank,
-            channel="caucus:bank",
-            text="本行底线是十二期",
-            client_msg_id="k1",
-        )
-        await service.say(
-            s,
-            case_id=case_id,
-            who=bank,
-            channel="joint",
-            text="不还钱就让你坐牢",
-            client_msg_id="k2",
-        )
+        for who, channel, text, cid in (
+            (borrower, "joint", "您好，我想分期还款", "b1"),
+            (borrower, "caucus:borrower", "我最多每月还两千", "b2"),
+            (bank, "caucus:bank", "本行底线是十二期", "k1"),
+            (bank, "joint", "不还钱就让你坐牢", "k2"),
+        ):
+            await service.say(
+                s, case_id=case_id, who=who, channel=channel, text=text, client_msg_id=cid
+            )
         rude = await service.say(
             s,
             case_id=case_id,
