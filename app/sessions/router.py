@@ -259,7 +259,6 @@ async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) ->
         case = await session.get(Case, conn.case_id)
         assert case is not None
         online = await service.presence_now(session, case_id=conn.case_id)
-        last = await service.last_seq(session, case_id=conn.case_id)
         room_row = await session.get(Room, conn.case_id)
         offer = await service.accepted_offer(session, case_id=conn.case_id)
     muted = {}
@@ -278,7 +277,7 @@ async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) ->
         "status": case.status,
         "you": {"side": conn.member.side.value, "name": conn.member.name},
         "channels": sorted(readable_channels(conn.member.side)),
-        "last_seq": last,
+        "last_seq": room_row.last_seq if room_row is not None else 0,
         "presence": online,
         "muted": muted,
         "accepted_offer_id": offer.id if offer else None,

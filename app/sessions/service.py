@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.models import Case
@@ -653,7 +653,8 @@ async def history(
 
 
 async def last_seq(session: AsyncSession, *, case_id: str) -> int:
-    value = await session.scalar(select(func.max(Message.seq)).where(Message.case_id == case_id))
+    """The room's newest seq (its counter moves only with a stored message)."""
+    value = await session.scalar(select(Room.last_seq).where(Room.case_id == case_id))
     return int(value or 0)
 
 
