@@ -56,6 +56,7 @@ async def backend(
     b = Backend.create(request.param, url, data_dir)
     await asyncio.to_thread(b.migrate)
     yield b
+    await b.app.state.hub.stop()
     await b.app.state.engine.dispose()
 
 

@@ -25,6 +25,7 @@ from app.sessions import service
 from app.sessions.broker import Broker, broker_for
 from app.sessions.models import Room as RoomRow
 from app.sessions.rules import Side, view, view_key
+from app.sessions.writer import TextWriter
 
 log = logging.getLogger("hejie.sessions")
 
@@ -160,6 +161,8 @@ class Hub:
         self.write_gate: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if sqlite else contextlib.nullcontext()
         )
+        # Text messages, the bulk of the writes, are stored in groups on SQLite (see writer.py).
+        self.writer = TextWriter(bind.url, self.write_gate) if bind is not None and sqlite else None
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}
@@ -178,6 +181,8 @@ class Hub:
             for conn in list(room.connections):
                 conn.close(1012, "server restarting; reconnect")
         await self.broker.stop()
+        if self.writer is not None:
+            await self.writer.stop()
 
     # Membership -----------------------------------------------------------------------------
 
@@ -224,6 +229,13 @@ class Hub:
             return False
         self._typed[user_id] = now
         return True
+
+    async def store_text(self, draft: service.TextDraft) -> dict[str, Any]:
+        """Store a checked text message in a transaction of its own (or of its group)."""
+        if self.writer is not None:
+            return await self.writer.store(draft)
+        async with self.sessionmaker() as session, session.begin():
+            return await (await session.connection()).run_sync(service.store_text, draft)
 
     # Delivery -------------------------------------------------------------------------------
 

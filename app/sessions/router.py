@@ -431,6 +431,15 @@ async def _write(
     """
     who = conn.member
     try:
+        if kind == "send":
+            draft = service.draft_text(
+                case_id=conn.case_id,
+                who=who,
+                channel=str(frame.get("channel", JOINT)),
+                text=frame.get("text"),
+                client_msg_id=client_msg_id,
+            )
+            return await hub.store_text(draft), False
         async with hub.write_gate, maker() as session, session.begin():
             return await _apply(session, conn, kind, frame, client_msg_id), False
     except (IntegrityError, AppError) as exc:
@@ -449,15 +458,6 @@ async def _apply(
     session: AsyncSession, conn: Connection, kind: str, frame: dict[str, Any], client_msg_id: str
 ) -> dict[str, Any]:
     who, case_id = conn.member, conn.case_id
-    if kind == "send":
-        return await service.say(
-            session,
-            case_id=case_id,
-            who=who,
-            channel=str(frame.get("channel", JOINT)),
-            text=frame.get("text"),
-            client_msg_id=client_msg_id,
-        )
     if kind == "offer":
         case = await session.get(Case, case_id)
         assert case is not None

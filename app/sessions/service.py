@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.models import Case
@@ -158,9 +158,9 @@ async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
     return Claim(case_id, seq, borrower_until, bank_until)
 
 
-async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
+def _claim_live(conn: Connection, case_id: str) -> Claim:
     """The next seq of a room whose session is in progress, or 409; one statement, as every
-    message in a session takes this path."""
+    message in a session takes this path. Synchronous, so the room writer can run it too."""
     in_session = (
         select(Case.id).where(Case.id == case_id, Case.status == Status.IN_SESSION).exists()
     )
@@ -170,15 +170,19 @@ async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
         .values(last_seq=_ROOM.c.last_seq + 1)
         .returning(*_CLAIMED)
     )
-    row = (await (await session.connection()).execute(stmt)).one_or_none()
+    row = conn.execute(stmt).one_or_none()
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
     seq, borrower_until, bank_until = row
     return Claim(case_id, seq, borrower_until, bank_until)
 
 
-async def _write(
-    session: AsyncSession,
+async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
+    return await (await session.connection()).run_sync(_claim_live, case_id)
+
+
+def _insert(
+    conn: Connection,
     claim: Claim,
     *,
     who: Member | None,
@@ -207,9 +211,12 @@ async def _write(
         "flagged": flagged or None,
         "created_at": utcnow(),
     }
-    # On the connection: Core statements skip the ORM's bulk-persistence layer entirely.
-    await (await session.connection()).execute(_MESSAGES.insert().values(values))
+    conn.execute(_MESSAGES.insert().values(values))
     return _record(values)
+
+
+async def _write(session: AsyncSession, claim: Claim, **fields: Any) -> dict[str, Any]:
+    return await (await session.connection()).run_sync(_insert, claim, **fields)
 
 
 async def find_sent(session: AsyncSession, *, sender_id: str, client_msg_id: str) -> Message | None:
@@ -240,6 +247,52 @@ def clean_text(value: object, *, limit: int, field: str = "text") -> str:
     return text
 
 
+@dataclass(frozen=True)
+class TextDraft:
+    """A checked text message, ready to store: everything that needs no database is done."""
+
+    case_id: str
+    who: Member
+    channel: str
+    body: str
+    client_msg_id: str
+    flagged: tuple[str, ...]
+
+
+def draft_text(
+    *, case_id: str, who: Member, channel: str, text: object, client_msg_id: str
+) -> TextDraft:
+    """Check a text message. Bank words on the conduct list mark it to be held for the mediator."""
+    if channel not in CHANNELS or not can_write(who.side, channel):
+        raise Forbidden("You cannot write in that channel", code="channel_forbidden")
+    clean = clean_text(text, limit=MAX_TEXT_CHARS)
+    flagged = conduct.flagged_terms(clean) if who.side == Side.BANK else []
+    return TextDraft(case_id, who, channel, clean, client_msg_id, tuple(flagged))
+
+
+def store_text(conn: Connection, draft: TextDraft) -> dict[str, Any]:
+    """Claim the seq, refuse a muted sender in the joint channel, store; on any connection."""
+    room = _claim_live(conn, draft.case_id)
+    until = _muted_until(room, draft.who.side)
+    if until is not None and draft.channel == JOINT:
+        local_until = until.astimezone(SHANGHAI)
+        raise Forbidden(
+            f"The mediator has muted you in the joint channel until {local_until:%H:%M}",
+            code="muted",
+        )
+    return _insert(
+        conn,
+        room,
+        who=draft.who,
+        channel=draft.channel,
+        kind="text",
+        client_msg_id=draft.client_msg_id,
+        body=draft.body,
+        state="held" if draft.flagged else "delivered",
+        flagged=list(draft.flagged),
+    )
+
+
 async def say(
     session: AsyncSession,
     *,
@@ -249,30 +302,11 @@ async def say(
     text: object,
     client_msg_id: str,
 ) -> dict[str, Any]:
-    """A text message. A bank message with threatening or abusive words is held for the mediator."""
-    if channel not in CHANNELS or not can_write(who.side, channel):
-        raise Forbidden("You cannot write in that channel", code="channel_forbidden")
-    clean = clean_text(text, limit=MAX_TEXT_CHARS)
-    room = await _claim_live_seq(session, case_id)
-    until = _muted_until(room, who.side)
-    if until is not None and channel == JOINT:
-        local_until = until.astimezone(SHANGHAI)
-        raise Forbidden(
-            f"The mediator has muted you in the joint channel until {local_until:%H:%M}",
-            code="muted",
-        )
-    flagged = conduct.flagged_terms(clean) if who.side == Side.BANK else []
-    return await _write(
-        session,
-        room,
-        who=who,
-        channel=channel,
-        kind="text",
-        client_msg_id=client_msg_id,
-        body=clean,
-        state="held" if flagged else "delivered",
-        flagged=flagged,
+    """A text message, in the session's transaction."""
+    draft = draft_text(
+        case_id=case_id, who=who, channel=channel, text=text, client_msg_id=client_msg_id
     )
+    return await (await session.connection()).run_sync(store_text, draft)
 
 
 def parse_terms(data: object) -> plans.PlanTerms:

@@ -6,10 +6,14 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
+from app.errors import Conflict
+from app.sessions import service
 from app.sessions.models import Message
+from app.sessions.rules import Side
 from tests.helpers import Actor, Backend, World
-from tests.sessions.helpers import Peer, in_room, joined, live_case, serving
+from tests.sessions.helpers import Peer, in_room, joined, live_case, scheduled_case, serving
 
 
 async def _history(client: httpx.AsyncClient, case_id: str, who: Actor, since: int = 0) -> Any:
@@ -276,3 +280,44 @@ async def test_actions_wait_for_resume(
         assert isinstance(peer, Peer)
         refused = await peer.say("太早了")
         assert refused["code"] == "resume_first"
+
+
+async def test_text_messages_stored_together_are_refused_one_by_one(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """On SQLite the writer commits queued messages as one group: a refusal inside the group (a
+    retried client_msg_id, a case not in session) rolls back that message alone."""
+    live = await live_case(client, env, world)
+    waiting = await scheduled_case(client, env, world, who=world.bob)
+    hub = env.app.state.hub
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    stranger = service.Member(world.bob.user_id, Side.BORROWER, "Bob")
+
+    def draft(case_id: str, who: service.Member, msg_id: str) -> service.TextDraft:
+        return service.draft_text(
+            case_id=case_id, who=who, channel="joint", text=f"文字 {msg_id}", client_msg_id=msg_id
+        )
+
+    first = await hub.store_text(draft(live, borrower, "m-1"))
+    groups_before = hub.writer.groups if hub.writer else 0
+    outcomes = await asyncio.gather(
+        hub.store_text(draft(live, borrower, "m-2")),
+        hub.store_text(draft(live, borrower, "m-1")),  # a retry of a stored message
+        hub.store_text(draft(waiting, stranger, "m-3")),  # its session has not started
+        hub.store_text(draft(live, borrower, "m-4")),
+        return_exceptions=True,
+    )
+    if hub.writer is not None:
+        assert hub.writer.groups == groups_before + 1  # the four shared one transaction
+    stored, retry, not_started, last = outcomes
+    assert isinstance(retry, IntegrityError)
+    assert isinstance(not_started, Conflict) and not_started.code == "session_not_in_progress"
+    assert isinstance(stored, dict) and isinstance(last, dict)
+    assert [first["seq"], stored["seq"], last["seq"]] == [2, 3, 4]  # 1 is 'started'; no gap
+    async with env.session() as s:
+        rows = await s.execute(
+            select(Message.client_msg_id, Message.seq)
+            .where(Message.kind == "text")
+            .order_by(Message.seq)
+        )
+        assert rows.all() == [("m-1", 2), ("m-2", 3), ("m-4", 4)]
