@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # Websocket origins allowed besides the page's own (behind a proxy that rewrites Host),
     # comma-separated, e.g. "https://hejie.example.cn,https://m.hejie.example.cn".
     allowed_origins: str = ""
+    # Where the public /verify page is reached: the link and QR code printed on sealed agreements.
+    public_url: str = "http://127.0.0.1:8000"
     # Each app process also sends due outbox messages (safe with several: claims are exclusive).
     # Off when a separate `hejie outbox dispatch` does it.
     dispatch_in_app: bool = True
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
+
+    @property
+    def registry_key_file(self) -> Path:
+        """The platform's Ed25519 signing key (PKCS#8 PEM), made on first use."""
+        return self.data_dir / "registry-ed25519.pem"
 
 
 def normalise_database_url(url: str, data_dir: Path) -> str:

@@ -1,31 +1,40 @@
 """Every table, imported once so Alembic and the tests see the whole schema."""
 
+from app.agreements.models import Agreement, Signature
 from app.cases.models import Case, CaseEvent, Document
 from app.db import Base
 from app.loans.models import LoanAccount
 from app.locking import KeyLock
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Bank, Institution
+from app.registry.models import RegistryEntry
+from app.repayment.models import Installment, Payment, Plan
 from app.scheduling.models import Appointment, RescheduleApproval, Slot
 from app.sessions.models import Message, Offer, Room, Ticket
 from app.users.models import RevokedToken, SmsCode, User
 
 __all__ = [
+    "Agreement",
     "Appointment",
     "Bank",
     "Base",
     "Case",
     "CaseEvent",
     "Document",
+    "Installment",
     "Institution",
     "KeyLock",
     "LoanAccount",
     "Message",
     "Offer",
     "OutboxMessage",
+    "Payment",
+    "Plan",
+    "RegistryEntry",
     "RescheduleApproval",
     "RevokedToken",
     "Room",
+    "Signature",
     "Slot",
     "SmsCode",
     "Ticket",
