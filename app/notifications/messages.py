@@ -5,7 +5,7 @@ exposure, credit blacklists or detention. A test holds each one to that. A text 
 amounts or ID numbers: an SMS can be read by whoever holds the phone.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 
 from app.notifications.contact_rules import SHANGHAI
 
@@ -22,6 +22,13 @@ def login_code(code: str, *, valid_minutes: int) -> str:
     return (
         f"{SENDER}您的登录验证码为 {code}，{valid_minutes} 分钟内有效。"
         "请勿将验证码告诉任何人。如非本人操作，请忽略本短信。"
+    )
+
+
+def signing_code(code: str, *, valid_minutes: int) -> str:
+    return (
+        f"{SENDER}您正在签署调解协议，验证码为 {code}，{valid_minutes} 分钟内有效。"
+        "输入验证码即表示您同意签署。请勿将验证码告诉任何人。"
     )
 
 
@@ -92,4 +99,26 @@ def no_show(case_no: str) -> str:
     return (
         f"{SENDER}您好，您预约的调解（编号 {case_no}）未能如期进行。"
         f"如您仍希望调解，可登录平台重新预约时间。"
+    )
+
+
+def installment_due_soon(case_no: str, *, number: int, due_date: date) -> str:
+    # No amount, as everywhere here: the borrower sees what is owed after signing in.
+    return (
+        f"{SENDER}温馨提醒：您调解协议（编号 {case_no}）约定的第{number}期还款"
+        f"将于{due_date.month}月{due_date.day}日到期，请按时还款。应还金额请登录和解调解平台查看。"
+    )
+
+
+def repayment_completed(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，您调解协议（编号 {case_no}）约定的款项已全部还清，感谢您按约还款。"
+        f"结清证明可登录和解调解平台下载。"
+    )
+
+
+def repayment_defaulted(case_no: str) -> str:
+    return (
+        f"{SENDER}您好，您调解协议（编号 {case_no}）的还款计划有多期未按时还款，"
+        f"按协议约定剩余款项现已到期。如有困难，欢迎登录平台与调解员沟通。"
     )
