@@ -243,6 +243,121 @@ def _outbox_dispatch(*, once: bool, interval: float) -> None:
         )
 
 
+def cmd_registry(args: argparse.Namespace) -> None:
+    from app.registry.keys import RegistryKeyError
+
+    try:
+        if args.action == "verify":
+            _registry_verify(Path(args.file), filing_no=args.filing_no, as_json=args.json)
+        elif args.action == "audit":
+            _registry_audit(as_json=args.json)
+    except RegistryKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _registry_verify(path: Path, *, filing_no: str | None, as_json: bool) -> None:
+    from app.registry import service
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    service.check_pdf(data)
+    settings = get_settings()
+    verdict = _run(lambda s: service.verify_document(s, settings, data=data, filing_no=filing_no))
+    if as_json:
+        print(json.dumps(verdict.to_dict(), ensure_ascii=False))
+    else:
+        line = f"{verdict.status.upper()}: {verdict.message} ({verdict.reason})"
+        if verdict.valid and verdict.filed_at is not None:
+            parties = ", ".join(f"{k}: {v}" for k, v in (verdict.parties or {}).items())
+            line += f"; filed {service.utc_text(verdict.filed_at)}" + (
+                f"; {parties}" if parties else ""
+            )
+        print(line)
+    if not verdict.valid:
+        raise SystemExit(1)
+
+
+def _registry_audit(*, as_json: bool) -> None:
+    from app.registry import service
+
+    settings = get_settings()
+    report = _run(lambda s: service.audit(s, settings))
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    elif report.problem is None:
+        print(f"registry OK: {report.count} entries, chain intact; root {report.root_hash}")
+    else:
+        p = report.problem
+        where = f"seq {p.seq}" if p.seq is not None else "a filed agreement"
+        print(
+            f"registry BROKEN at {where} ({p.filing_no or 'no filing number'}): "
+            f"{p.code}: {p.detail}"
+        )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def cmd_repayment(args: argparse.Namespace) -> None:
+    from app.db import utcnow
+    from app.repayment import ledger
+
+    settings = get_settings()
+    if args.action == "due" and args.every:
+
+        async def forever() -> None:
+            engine = make_engine(settings.database_url)
+            try:
+                await ledger.run_due_forever(
+                    make_sessionmaker(engine), settings, interval_seconds=args.every
+                )
+            finally:
+                await engine.dispose()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(forever())
+    elif args.action == "due":
+        result = _run(lambda s: ledger.run_due(s, settings, now=utcnow()))
+        print(
+            json.dumps(
+                {
+                    "defaulted": result.defaulted,
+                    "reminded": result.reminded,
+                    "reminders_dropped": result.reminders_dropped,
+                }
+            )
+        )
+    elif args.action == "import":
+        _repayment_import(settings, Path(args.file), username=args.user)
+
+
+def _repayment_import(settings: Settings, path: Path, *, username: str) -> None:
+    from app.repayment import ledger
+    from app.repayment.schemas import ImportReport
+    from app.users import service as users
+    from app.users.models import Role
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    rows = ledger.csv_rows(data)
+
+    async def work(session: AsyncSession) -> ImportReport:
+        user = await users.get_by_username(session, username=username)
+        if user is None or user.role != Role.BANK_STAFF or user.bank_id is None:
+            raise SystemExit(f"error: no bank staff user {username}")
+        return await ledger.import_payments(
+            session, settings, bank_id=user.bank_id, recorded_by=user, rows=rows
+        )
+
+    print(_run(work).model_dump_json())
+
+
 def _positive_int(raw: str) -> int:
     try:
         value = int(raw)
@@ -322,6 +437,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=5.0, help="seconds between passes (default 5)"
     )
     dispatch.set_defaults(func=cmd_outbox)
+
+    registry = sub.add_parser("registry", help="the filing registry of sealed agreements")
+    registry_sub = registry.add_subparsers(dest="action", required=True)
+    verify = registry_sub.add_parser(
+        "verify", help="is this PDF a filed agreement? exit 0 when valid, 1 otherwise"
+    )
+    verify.add_argument("file", help="the PDF to check")
+    verify.add_argument("--filing-no", help="the filing number it should be filed under")
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    verify.set_defaults(func=cmd_registry)
+    audit = registry_sub.add_parser(
+        "audit", help="check the whole hash chain; exit 0 when intact, 1 at the first break"
+    )
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.set_defaults(func=cmd_registry)
+
+    repayment = sub.add_parser("repayment", help="repayment plans: reminders, default, payments")
+    repayment_sub = repayment.add_subparsers(dest="action", required=True)
+    due = repayment_sub.add_parser(
+        "due", help="send due installment reminders and default plans with too many late"
+    )
+    due.add_argument(
+        "--every", type=_positive_int, help="repeat every SECONDS until stopped (default: once)"
+    )
+    due.set_defaults(func=cmd_repayment)
+    pay_import = repayment_sub.add_parser(
+        "import", help="record payments from a CSV: loan_reference,amount,paid_on,reference"
+    )
+    pay_import.add_argument("file", help="the CSV file (UTF-8)")
+    pay_import.add_argument("--user", required=True, help="the bank staff username recording it")
+    pay_import.set_defaults(func=cmd_repayment)
     return parser
 
 

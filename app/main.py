@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.agreements.router import router as agreements_router
 from app.cases.router import router as cases_router
 from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
@@ -19,7 +20,10 @@ from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
-from app.portals import bank, borrower, mediator, public, room, staff
+from app.portals import agreement, bank, borrower, mediator, public, room, staff, verify
+from app.registry.router import router as registry_router
+from app.repayment import ledger
+from app.repayment.router import router as repayment_router
 from app.review.router import router as review_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
@@ -46,18 +50,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        dispatch = None
+        background: list[asyncio.Task[object]] = []
         if settings.dispatch_in_app:
-            dispatch = asyncio.create_task(
-                dispatcher.run(app.state.sessionmaker, senders_from_settings(settings))
+            background.append(
+                asyncio.create_task(
+                    dispatcher.run(app.state.sessionmaker, senders_from_settings(settings))
+                )
+            )
+            # Repayment reminders and defaults (safe in several processes: each is claimed once).
+            background.append(
+                asyncio.create_task(ledger.run_due_forever(app.state.sessionmaker, settings))
             )
         await app.state.hub.start()
         yield
         await app.state.hub.stop()
-        if dispatch is not None:
-            dispatch.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await dispatch
+                await task
         await engine.dispose()
 
     app = FastAPI(
@@ -81,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(review_router)
     api.include_router(scheduling_router)
     api.include_router(sessions_router)
+    api.include_router(agreements_router)
+    api.include_router(registry_router)
+    api.include_router(repayment_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["operations"])
@@ -95,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ok"})
 
-    for portal in (public, staff, borrower, mediator, bank, room):
+    for portal in (public, staff, borrower, mediator, bank, room, agreement, verify):
         app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 

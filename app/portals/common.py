@@ -3,6 +3,7 @@
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -12,10 +13,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
+from app.agreements import service as agreements
+from app.agreements import text as agreement_text
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
 from app.cases.schemas import DocumentKind
+from app.cases.states import Status
 from app.cases.timeline import list_events
 from app.config import Settings
 from app.db import SessionDep
@@ -89,8 +93,19 @@ async def case_context(session: AsyncSession, case: Case, user: User) -> dict[st
         "events": await list_events(session, case=case),
         "documents": await documents.list_for_case(session, case=case),
         "labels": labels.ALL,
+        "judicial_deadline": await _judicial_deadline(session, case),
         **await schedule_context(session, case),
     }
+
+
+async def _judicial_deadline(session: AsyncSession, case: Case) -> date | None:
+    """For a filed case: the last day to apply for judicial confirmation."""
+    if case.status != Status.FILED:
+        return None
+    agreement = await agreements.live(session, case_id=case.id)
+    if agreement is None or agreement.effective_at is None:
+        return None
+    return agreement_text.judicial_deadline(agreement.effective_at)
 
 
 async def schedule_context(session: AsyncSession, case: Case) -> dict[str, Any]:

@@ -120,6 +120,7 @@ CLIENT_TEXT = {
     "started": N_("The mediator started the session."),
     "ended_agreed": N_("The session ended with an agreement."),
     "ended_failed": N_("The session ended without an agreement."),
+    "resumed": N_("The draft agreement was declined; the session continues."),
     "muted": N_("The mediator muted the {party} in the joint channel until {time}."),
     "unmuted": N_("The mediator lifted the mute on the {party}."),
     "preview": N_("{count} payments: {monthly} a month, the last one {final}."),

@@ -626,12 +626,18 @@ async def end(
         raise Forbidden("Only the case's mediator ends the session", code="not_the_mediator")
     room = await _claim_seq(session, case.id)
     target = Status.SIGNING if outcome == "agreed" else Status.FAILED
-    if outcome == "agreed" and await accepted_offer(session, case_id=case.id) is None:
+    deal = await accepted_offer(session, case_id=case.id)
+    if outcome == "agreed" and deal is None:
         raise Conflict(
             "No offer has been accepted by both sides; end as failed or keep negotiating",
             code="no_accepted_offer",
         )
     await transition(session, case, target, actor=actor, kind=f"session_{outcome}", note=note)
+    if deal is not None and outcome == "agreed":
+        # Imported here: agreements reach back into this module for who is on which side.
+        from app.agreements import service as agreements
+
+        await agreements.draft(session, case=case, offer=deal, mediator=actor)
     await session.execute(update(_ROOM).where(_ROOM.c.case_id == case.id).values(ended_at=utcnow()))
     await session.execute(
         update(Offer)
@@ -646,6 +652,21 @@ async def end(
         kind="system",
         body=note,
         payload={"event": "ended", "outcome": outcome},
+    )
+
+
+async def reopen(session: AsyncSession, *, case: Case, side: Side, reason: str) -> dict[str, Any]:
+    """A party declined the draft agreement: the room opens again where it left off."""
+    room = await _claim_seq(session, case.id)
+    await session.execute(update(_ROOM).where(_ROOM.c.case_id == case.id).values(ended_at=None))
+    return await _write(
+        session,
+        room,
+        who=None,
+        channel=JOINT,
+        kind="system",
+        body=reason,
+        payload={"event": "resumed", "declined_by": side.value},
     )
 
 

@@ -36,8 +36,17 @@ def parse_phone(raw: str) -> str:
         raise Invalid(str(exc), code="invalid_phone") from None
 
 
-async def request_login_code(session: AsyncSession, settings: Settings, *, phone: str) -> str:
-    """Send a 6-digit code to the phone; the same answer whether or not an account exists."""
+# The text sent with a code, by what the code is for.
+SMS_TEXTS = {"login": messages.login_code, "sign": messages.signing_code}
+
+
+async def request_login_code(
+    session: AsyncSession, settings: Settings, *, phone: str, purpose: str = "login"
+) -> str:
+    """Send a 6-digit code to the phone; the same answer whether or not an account exists.
+
+    `purpose` keeps codes apart: a code sent to sign an agreement cannot sign anyone in.
+    """
     phone = parse_phone(phone)
     phone_hash = _phone_hash(settings, phone)
     await locking.hold(session, f"sms:{phone_hash}")
@@ -55,7 +64,11 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
     # A new code replaces any earlier one still live: only the newest works.
     await session.execute(
         update(SmsCode)
-        .where(SmsCode.phone_hash == phone_hash, SmsCode.used_at.is_(None))
+        .where(
+            SmsCode.phone_hash == phone_hash,
+            SmsCode.purpose == purpose,
+            SmsCode.used_at.is_(None),
+        )
         .values(used_at=now)
     )
     code = security.new_sms_code()
@@ -63,6 +76,7 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
         SmsCode(
             phone_hash=phone_hash,
             code_hash=_code_hash(settings, phone, code),
+            purpose=purpose,
             expires_at=now + timedelta(minutes=settings.otp_valid_minutes),
             attempts=0,
         )
@@ -71,15 +85,15 @@ async def request_login_code(session: AsyncSession, settings: Settings, *, phone
         session,
         channel="sms",
         to=phone,
-        kind="login_code",
+        kind=f"{purpose}_code",
         requested=True,
-        body=messages.login_code(code, valid_minutes=settings.otp_valid_minutes),
+        body=SMS_TEXTS[purpose](code, valid_minutes=settings.otp_valid_minutes),
     )
     return code
 
 
 async def consume_sms_code(
-    session: AsyncSession, settings: Settings, *, phone: str, code: str
+    session: AsyncSession, settings: Settings, *, phone: str, code: str, purpose: str = "login"
 ) -> None:
     """Accept the newest live code once; count a wrong try even though the request fails."""
     phone = parse_phone(phone)
@@ -91,6 +105,7 @@ async def consume_sms_code(
         select(SmsCode)
         .where(
             SmsCode.phone_hash == phone_hash,
+            SmsCode.purpose == purpose,
             SmsCode.used_at.is_(None),
             SmsCode.expires_at > now,
             SmsCode.attempts < settings.otp_max_attempts,

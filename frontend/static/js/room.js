@@ -634,6 +634,11 @@
         }
       });
       renderStatus();
+    } else if (p.event === 'resumed') {
+      // A party declined the draft agreement: back to negotiating.
+      S.status = 'in_session';
+      text = T.resumed;
+      renderStatus();
     } else if (p.event === 'muted') {
       if (p.until) S.muted[p.party] = p.until;
       text = fmt(T.muted, { party: sideName(p.party), time: p.until ? shanghaiClock(p.until) : '' });

@@ -1,0 +1,235 @@
+"""The agreement page of each portal: read the draft, sign it (confirming identity again) or
+decline it; once filed, the filing, the downloads and the judicial-confirmation deadline. Also the
+bank's list of its filed agreements.
+"""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agreements import service as agreements
+from app.agreements.models import Agreement
+from app.cases import service as cases
+from app.cases.models import Case
+from app.config import Settings
+from app.db import SessionDep
+from app.deps import SettingsDep
+from app.errors import Forbidden, Invalid
+from app.portals.common import Problem, act_or_show, load_case, page, portal_user
+from app.portals.labels import N_
+from app.sessions import service as sessions
+from app.sessions.rules import Side
+from app.users.models import Role, User
+
+router = APIRouter(include_in_schema=False)
+
+PartyPortalUser = Annotated[
+    User, Depends(portal_user(Role.BORROWER, Role.MEDIATOR, Role.BANK_STAFF))
+]
+BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
+
+HOME = {Role.BORROWER: "/borrower", Role.MEDIATOR: "/mediator", Role.BANK_STAFF: "/bank"}
+SIDE_NAMES = {
+    "borrower": N_("Borrower"),
+    "bank": N_("Bank"),
+    "mediator": N_("Mediator (witness, for the institution)"),
+}
+METHOD_NAMES = {
+    "sms_otp": N_("SMS code to the phone on file"),
+    "totp": N_("Authenticator code"),
+}
+AGREEMENT_STATUS = {
+    "signing": N_("Waiting for signatures"),
+    "declined": N_("Declined"),
+    "filed": N_("Signed and filed"),
+}
+
+
+def _portal(user: User, portal: str) -> None:
+    """Each portal's address serves its own kind of account only."""
+    if HOME.get(Role(user.role)) != f"/{portal}":
+        raise Forbidden("This page is for another kind of account", code="role_forbidden")
+
+
+async def _context(
+    session: AsyncSession, settings: Settings, case: Case, user: User
+) -> dict[str, Any]:
+    agreement = await agreements.latest(session, case_id=case.id)
+    side = await sessions.side_of(session, case=case, user=user)
+    context: dict[str, Any] = {
+        "case": cases.to_read(case, user),
+        "home": HOME[Role(user.role)],
+        "side_names": SIDE_NAMES,
+        "method_names": METHOD_NAMES,
+        "agreement_status": AGREEMENT_STATUS,
+        "agreement": None,
+    }
+    if agreement is None:
+        return context
+    sigs = await agreements.signatures(session, agreement=agreement)
+    view = agreements.public_view(agreement, sigs, viewer_side=side)
+    context["agreement"] = view
+    context["verify_url"] = (
+        agreements.verify_url(settings, agreement.filing_no) if agreement.filing_no else None
+    )
+    return context
+
+
+@router.get("/{portal}/cases/{case_id}/agreement")
+async def agreement_page(
+    portal: Literal["borrower", "mediator", "bank"],
+    case_id: str,
+    request: Request,
+    user: PartyPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    _portal(user, portal)
+    case = await load_case(session, user, case_id)
+    return page(request, "agreement.html", **await _context(session, settings, case, user))
+
+
+async def _act(
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    portal: str,
+    case_id: str,
+    action: Any,
+) -> Response:
+    async def show(problems: list[Problem], status: int) -> Response:
+        case = await load_case(session, user, case_id)
+        context = await _context(session, settings, case, user)
+        return page(
+            request,
+            "agreement.html",
+            here=f"/{portal}/cases/{case_id}/agreement",
+            error=problems,
+            status=status,
+            **context,
+        )
+
+    return await act_or_show(
+        request,
+        session,
+        user=user,
+        action=action,
+        on_error=show,
+        success_url=f"/{portal}/cases/{case_id}/agreement",
+    )
+
+
+@router.post("/borrower/cases/{case_id}/agreement/code")
+async def send_code(
+    case_id: str,
+    request: Request,
+    user: Annotated[User, Depends(portal_user(Role.BORROWER))],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    case = await load_case(session, user, case_id)
+
+    async def action() -> None:
+        await agreements.request_signing_code(session, settings, case=case)
+
+    response = await _act(request, session, settings, user, "borrower", case_id, action)
+    if response.status_code in (302, 303):
+        response.headers["location"] += "?code=sent#sign"
+    return response
+
+
+@router.post("/{portal}/cases/{case_id}/agreement/sign")
+async def sign(
+    portal: Literal["borrower", "mediator", "bank"],
+    case_id: str,
+    request: Request,
+    user: PartyPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    _portal(user, portal)
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+    code = str(form.get("code", "")).strip()
+    read = form.get("confirm_read") == "yes"
+    signer = agreements.Signer(
+        ip_address=request.client.host if request.client else "unknown",
+        user_agent=request.headers.get("user-agent", ""),
+    )
+
+    async def action() -> None:
+        if not read:
+            raise Invalid(
+                "Confirm that you have read the agreement and sign it voluntarily",
+                code="confirm_read",
+            )
+        borrower = user.role == Role.BORROWER
+        await agreements.sign(
+            session,
+            settings,
+            case=case,
+            user=user,
+            otp=code if borrower else None,
+            totp=None if borrower else code,
+            signer=signer,
+        )
+
+    return await _act(request, session, settings, user, portal, case_id, action)
+
+
+@router.post("/{portal}/cases/{case_id}/agreement/decline")
+async def decline(
+    portal: Literal["borrower", "mediator", "bank"],
+    case_id: str,
+    request: Request,
+    user: PartyPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    _portal(user, portal)
+    case = await load_case(session, user, case_id)
+    form = await request.form()
+    reason = str(form.get("reason", ""))
+    outcome: Literal["renegotiate", "fail"] = (
+        "fail" if form.get("outcome") == "fail" else "renegotiate"
+    )
+
+    async def action() -> None:
+        message = await agreements.decline(
+            session, case=case, user=user, reason=reason, outcome=outcome
+        )
+        if message is not None:
+            await session.commit()
+            await request.app.state.hub.publish(case.id, [message])
+
+    return await _act(request, session, settings, user, portal, case_id, action)
+
+
+@router.get("/bank/agreements")
+async def bank_agreements(request: Request, user: BankPortalUser, session: SessionDep) -> Response:
+    """This bank's filed agreements, newest first, with their downloads."""
+    rows = await session.execute(
+        select(Agreement, Case)
+        .join(Case, Case.id == Agreement.case_id)
+        .where(Case.bank_id == user.bank_id, Agreement.status == "filed")
+        .order_by(Agreement.effective_at.desc())
+        .limit(500)
+    )
+    filed = [
+        {
+            "case_id": case.id,
+            "case_no": case.case_no,
+            "borrower": agreement.content["parties"]["borrower"]["name"],
+            "filing_no": agreement.filing_no,
+            "effective_at": agreement.effective_at,
+            "total_fen": agreement.content["plan"]["total_fen"],
+            "waiver_fen": agreement.content["plan"]["waiver_fen"],
+            "installments": agreement.content["plan"]["installments"],
+        }
+        for agreement, case in rows.all()
+    ]
+    return page(request, "bank/agreements.html", filed=filed, side=Side.BANK.value)

@@ -1,0 +1,82 @@
+"""The agreement pages: each party reads the draft and signs it through the forms, in order."""
+
+import httpx
+
+from tests.agreements.helpers import signing_case
+from tests.helpers import Backend, World
+from tests.portals.util import TotpClock, alert_of, csrf_of, latest_sms_code, load_case
+
+
+async def _sign(
+    page_client: httpx.AsyncClient, portal: str, case_id: str, code: str, *, read: bool = True
+) -> httpx.Response:
+    url = f"/{portal}/cases/{case_id}/agreement"
+    page = await page_client.get(url)
+    assert page.status_code == 200, page.text
+    data = {"csrf_token": csrf_of(page.text), "code": code}
+    if read:
+        data["confirm_read"] = "yes"
+    return await page_client.post(f"{url}/sign", data=data)
+
+
+async def test_three_parties_sign_through_their_portals(
+    alice: httpx.AsyncClient,
+    bank: httpx.AsyncClient,
+    mediator: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    clock: TotpClock,
+) -> None:
+    case_id = await signing_case(alice, env, world)
+    case_page = await alice.get(f"/borrower/cases/{case_id}")
+    assert f"/borrower/cases/{case_id}/agreement" in case_page.text
+    page = await alice.get(f"/borrower/cases/{case_id}/agreement")
+    assert "调解协议书" in page.text and "第四条" in page.text and "还款计划表" in page.text
+    # The bank's page says whose turn it is and offers no signing form yet.
+    bank_page = await bank.get(f"/bank/cases/{case_id}/agreement")
+    assert bank_page.status_code == 200 and 'id="sign"' not in bank_page.text
+
+    sent = await alice.post(
+        f"/borrower/cases/{case_id}/agreement/code", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert sent.status_code == 303 and "code=sent" in sent.headers["location"]
+    assert world.alice.phone
+    code = await latest_sms_code(env, world.alice.phone)
+    unread = await _sign(alice, "borrower", case_id, code, read=False)
+    assert unread.status_code == 422 and alert_of(unread.text)
+    assert (await _sign(alice, "borrower", case_id, code)).status_code == 303
+    assert (await _sign(bank, "bank", case_id, clock.next_code(world.bank_demo))).status_code == 303
+    done = await _sign(mediator, "mediator", case_id, clock.next_code(world.mediator))
+    assert done.status_code == 303
+    assert (await load_case(env, case_id)).status == "filed"
+
+    filed = await alice.get(f"/borrower/cases/{case_id}/agreement")
+    assert "HJ-" in filed.text and "package.zip" in filed.text
+    listing = await bank.get("/bank/agreements")
+    assert listing.status_code == 200 and f"/bank/cases/{case_id}/agreement" in listing.text
+    case_page = await alice.get(f"/borrower/cases/{case_id}")
+    assert 'id="agreement-entry"' in case_page.text
+
+
+async def test_decline_from_the_page_goes_back_to_the_session(
+    alice: httpx.AsyncClient, bank: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await signing_case(alice, env, world)
+    page = await bank.get(f"/bank/cases/{case_id}/agreement")
+    r = await bank.post(
+        f"/bank/cases/{case_id}/agreement/decline",
+        data={"csrf_token": csrf_of(page.text), "reason": "首期日期需调整"},
+    )
+    assert r.status_code == 303, r.text
+    assert (await load_case(env, case_id)).status == "in_session"
+    shown = await alice.get(f"/borrower/cases/{case_id}/agreement")
+    assert "首期日期需调整" in shown.text
+
+
+async def test_a_portal_page_serves_its_own_kind_of_account(
+    alice: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await signing_case(alice, env, world)
+    r = await alice.get(f"/bank/cases/{case_id}/agreement")
+    assert r.status_code == 403
+    assert (await alice.get("/bank/agreements")).status_code in (401, 403)
