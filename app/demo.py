@@ -1,4 +1,4 @@
-"""Demo data for `make run`: two banks, one institution, staff, and three borrowers in debt.
+"""Demo data for `make run`: two banks, one institution, staff, and four borrowers in debt.
 
 Idempotent: running it again changes nothing and prints the same logins.
 """
@@ -6,12 +6,14 @@ Idempotent: running it again changes nothing and prints the same logins.
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
+from app.agreements import service as agreements
+from app.agreements.models import Signature
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
@@ -19,12 +21,15 @@ from app.cases.schemas import CaseCreate, DocumentKind
 from app.cases.states import Status, transition
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import SHANGHAI
 from app.loans.models import LoanAccount
 from app.orgs import service as orgs
+from app.repayment import ledger
 from app.review import service as review
 from app.review.schemas import DebtConfirmation, Decision, IdentityCheck, Review
 from app.scheduling.models import Appointment, Slot
 from app.sessions import service as rooms
+from app.sessions.models import Offer
 from app.users import service as users
 from app.users.models import Role, User
 from app.validation import id_check_char, mask_id_number, mask_phone
@@ -94,6 +99,18 @@ BORROWERS = (
         80_000,
         152,
     ),
+    DemoBorrower(
+        "13800000004",
+        "刘洋",
+        "51010719920608456",
+        "DEMO",
+        "DEMO-CC-0004",
+        "credit_card",
+        1_200_000,
+        96_000,
+        4_000,
+        48,
+    ),
 )
 
 
@@ -161,6 +178,7 @@ async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
         await _borrower(session, settings, b)
     await _sample_case(session, settings, BORROWERS[1])
     await _live_case(session, settings, BORROWERS[2])
+    await _filed_case(session, settings, BORROWERS[3])
     return logins
 
 
@@ -213,7 +231,9 @@ async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrowe
     await _apply(session, settings, borrower, b)
 
 
-async def _live_case(session: AsyncSession, settings: Settings, b: DemoBorrower) -> None:
+async def _live_case(
+    session: AsyncSession, settings: Settings, b: DemoBorrower, *, start: datetime | None = None
+) -> Case | None:
     """A case whose session is running now, so the live room can be tried at once.
 
     Reviewed and accepted through the services; only the booking is written directly, because a
@@ -224,7 +244,7 @@ async def _live_case(session: AsyncSession, settings: Settings, b: DemoBorrower)
     officer = await users.get_by_username(session, username=f"bank.{b.bank.lower()}")
     assert borrower is not None and mediator is not None and officer is not None
     if await session.scalar(select(Case.id).where(Case.borrower_id == borrower.id)):
-        return
+        return None
     case = await _apply(session, settings, borrower, b)
     await review.confirm_debt(
         session,
@@ -246,7 +266,7 @@ async def _live_case(session: AsyncSession, settings: Settings, b: DemoBorrower)
     await review.decide(
         session, settings, case=case, actor=mediator, data=Review(decision=Decision.ACCEPT)
     )
-    start = utcnow().replace(second=0, microsecond=0)
+    start = start or utcnow().replace(second=0, microsecond=0)
     slot = Slot(case_id=case.id, mediator_id=mediator.id, start=start, end=start + HOUR)
     session.add(slot)
     await session.flush()
@@ -262,6 +282,83 @@ async def _live_case(session: AsyncSession, settings: Settings, b: DemoBorrower)
     )
     await transition(session, case, Status.SCHEDULED, actor=borrower, kind="appointment_booked")
     await rooms.start(session, case=case, actor=mediator)
+    return case
+
+
+async def _filed_case(session: AsyncSession, settings: Settings, b: DemoBorrower) -> None:
+    """A case mediated yesterday, signed by all three and filed, with its first installment paid:
+    the agreement, /verify and the repayment ledger can be tried at once.
+
+    The session and its accepted offer are written through the services; the signatures are
+    recorded directly (their codes cannot be typed by a loader) and say so in their user agent.
+    """
+    yesterday = utcnow().replace(second=0, microsecond=0) - timedelta(days=1)
+    case = await _live_case(session, settings, b, start=yesterday)
+    if case is None:
+        return
+    mediator = await users.get_by_username(session, username="mediator")
+    officer = await users.get_by_username(session, username=f"bank.{b.bank.lower()}")
+    borrower = await session.get(User, case.borrower_id)
+    assert mediator is not None and officer is not None and borrower is not None
+    today = utcnow().astimezone(SHANGHAI).date()
+    waiver = b.interest_fen + b.fees_fen
+    session.add(
+        Offer(
+            case_id=case.id,
+            message_seq=0,
+            proposed_by=officer.id,
+            proposer_side="bank",
+            total_fen=b.principal_fen,
+            waiver_fen=waiver,
+            installments=12,
+            first_due=today + timedelta(days=20),
+            deferral_months=0,
+            note="减免全部利息和费用，本金分12期",
+            status="accepted",
+            borrower_response="accept",
+            bank_response="accept",
+            decided_at=utcnow(),
+            accepted_case_key=case.id,
+        )
+    )
+    await session.flush()
+    await rooms.end(session, case=case, actor=mediator, outcome="agreed", note="双方达成一致")
+    agreement = await agreements.live(session, case_id=case.id)
+    assert agreement is not None
+    for side, user, name, method in (
+        ("borrower", borrower, b.name, "sms_otp"),
+        ("bank", officer, officer.display_name, "totp"),
+        ("mediator", mediator, mediator.display_name, "totp"),
+    ):
+        session.add(
+            Signature(
+                agreement_id=agreement.id,
+                side=side,
+                signer_id=user.id,
+                signer_name=name,
+                document_sha256=agreement.document_sha256,
+                identity_method=method,
+                ip_address="127.0.0.1",
+                user_agent="hejie demo loader (signature recorded without a code)",
+            )
+        )
+    await session.flush()
+    await agreements.file_agreement(
+        session, settings, case=case, agreement=agreement, actor=mediator, now=utcnow()
+    )
+    plan = await ledger.get_plan(session, case=case)
+    assert plan is not None
+    first = agreement.content["plan"]["schedule"][0]["amount_fen"]
+    await ledger.record(
+        session,
+        settings,
+        plan=plan,
+        amount_fen=first,
+        paid_on=today,
+        reference="DEMO-PAY-0001",
+        source="manual",
+        recorded_by=officer,
+    )
 
 
 async def _apply(

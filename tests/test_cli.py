@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import cli, demo
 from app.config import Settings
+from app.db import utcnow
+from app.i18n import SHANGHAI
 from app.loans.service import overdue_tier
 from app.main import create_app
 from app.models import Base
@@ -396,21 +398,31 @@ async def test_demo_is_complete_and_idempotent(demo_target: tuple[str, Hejie, st
     assert dict(await _rows(url, "SELECT role, count(*) FROM users GROUP BY role")) == {
         "mediator": 1,
         "bank_staff": 2,
-        "borrower": 3,
+        "borrower": 4,
     }
     accounts = await _rows(url, "SELECT borrower_name, days_overdue FROM loan_accounts")
-    assert len({name for name, _ in accounts}) == 3
-    assert sorted(overdue_tier(days) for _, days in accounts) == ["M1", "M2", "M3"]
-    days = sorted(d for _, d in accounts)
-    assert days[0] < 30 and 30 <= days[1] <= 90 and days[2] > 90
-    # One application waits for review; one case's session is running, to try the live room.
+    assert len({name for name, _ in accounts}) == 4
+    assert sorted(overdue_tier(days) for _, days in accounts) == ["M1", "M2", "M2", "M3"]
+    # One application waits for review; one case's session is running, to try the live room;
+    # one agreement is filed, its first installment paid.
     assert sorted(await _rows(url, "SELECT status FROM cases")) == [
+        ("filed",),
         ("in_session",),
         ("submitted",),
     ]
+    assert await _rows(url, "SELECT filing_no, status FROM agreements") == [
+        ("HJ-" + str(utcnow().astimezone(SHANGHAI).year) + "-000001", "filed")
+    ]
+    assert await _rows(url, "SELECT count(*) FROM agreement_signatures") == [(3,)]
+    assert await _rows(url, "SELECT number FROM installments WHERE paid_fen = amount_fen") == [(1,)]
+    assert "chain intact" in hejie.ok("registry", "audit")
     for (sha256,) in await _rows(url, "SELECT sha256 FROM documents"):
         assert (hejie.data_dir / "documents" / sha256[:2] / sha256).is_file()
-    assert await _rows(url, "SELECT seq, kind FROM session_messages") == [(1, "system")]
+    assert await _rows(
+        url,
+        "SELECT seq, kind FROM session_messages WHERE case_id IN "
+        "(SELECT id FROM cases WHERE status = 'in_session')",
+    ) == [(1, "system")]
     [(mediator_id,)] = await _rows(url, "SELECT mediator_id FROM cases WHERE status = 'in_session'")
     assert mediator_id is not None
 

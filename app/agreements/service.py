@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import locking
 from app.agreements import pdf, text
 from app.agreements.models import Agreement, Signature
 from app.cases.models import Case
@@ -26,6 +27,8 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI
+from app.notifications import messages
+from app.notifications import service as outbox
 from app.registry import service as registry
 from app.repayment import ledger
 from app.sessions import service as sessions
@@ -153,6 +156,9 @@ async def sign(
     signer: Signer,
 ) -> Agreement:
     """One party signs, after confirming who they are again; the last signature files it."""
+    # One signing or declining at a time per case: two officers of the bank signing at once
+    # would otherwise both pass the checks below.
+    await locking.hold(session, f"agreement:{case.id}")
     agreement = await _signing(session, case=case)
     side = await _side(session, case=case, user=user)
     signed = await signatures(session, agreement=agreement)
@@ -190,11 +196,11 @@ async def sign(
     await session.flush()
     await record_event(session, case=case, actor=user, kind=f"agreement_signed_{side.value}")
     if side == Side.MEDIATOR:
-        await _file(session, settings, case=case, agreement=agreement, actor=user, now=now)
+        await file_agreement(session, settings, case=case, agreement=agreement, actor=user, now=now)
     return agreement
 
 
-async def _file(
+async def file_agreement(
     session: AsyncSession,
     settings: Settings,
     *,
@@ -243,6 +249,16 @@ async def _file(
         session, case, Status.FILED, actor=actor, kind="agreement_filed", note=filing_no
     )
     await ledger.create_plan(session, case=case, agreement=agreement)
+    borrower = await session.get(User, case.borrower_id)
+    if borrower is not None and borrower.phone_encrypted is not None:
+        await outbox.notify_borrower(
+            session,
+            settings,
+            borrower=borrower,
+            kind="agreement_filed",
+            body=messages.agreement_filed(case.case_no, filing_no=filing_no),
+            case_id=case.id,
+        )
 
 
 def verify_url(settings: Settings, filing_no: str) -> str:
@@ -261,6 +277,7 @@ async def decline(
 
     Returns the room's message saying the session continues, for the caller to fan out.
     """
+    await locking.hold(session, f"agreement:{case.id}")
     agreement = await _signing(session, case=case)
     side = await _side(session, case=case, user=user)
     try:

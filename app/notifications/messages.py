@@ -32,6 +32,13 @@ def signing_code(code: str, *, valid_minutes: int) -> str:
     )
 
 
+def agreement_filed(case_no: str, *, filing_no: str) -> str:
+    return (
+        f"{SENDER}您好，您的调解协议（案件编号 {case_no}）已由各方签署生效并备案，"
+        f"备案编号 {filing_no}。协议及还款计划可登录下载查看。"
+    )
+
+
 def application_received(case_no: str) -> str:
     return (
         f"{SENDER}您好，您的调解申请（编号 {case_no}）已收到，调解员将尽快审核，"

@@ -1,5 +1,6 @@
 """Step 5 over the API: the agreement from the offer, signing in order, filing, declining."""
 
+import asyncio
 import hashlib
 import io
 import json
@@ -249,3 +250,19 @@ async def test_filing_starts_the_repayment_plan(
     case_id = await filed_case(client, env, world)
     r = await client.get(f"/api/v1/cases/{case_id}/plan", headers=world.alice.headers)
     assert r.status_code == 200, r.text
+
+
+async def test_two_officers_of_the_bank_signing_at_once_sign_once(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await signing_case(client, env, world)
+    assert (await sign(client, env, world.alice, case_id)).status_code == 200
+    first, second = await asyncio.gather(
+        sign(client, env, world.bank_demo, case_id), sign(client, env, world.bank_demo2, case_id)
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 409], (first.text, second.text)
+    refused = first if first.status_code == 409 else second
+    assert refused.json()["code"] == "already_signed"
+    async with env.session() as s:
+        sides = list(await s.scalars(select(Signature.side).order_by(Signature.signed_at)))
+    assert sides == ["borrower", "bank"]

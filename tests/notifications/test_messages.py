@@ -34,7 +34,26 @@ TEXTS: dict[str, Callable[[], str]] = {
     "reminder_1h": lambda: messages.reminder_1h("HJ20260302-0001", start=START),
     "no_show": lambda: messages.no_show("HJ20260302-0001"),
     "cancelled_by_mediator": lambda: messages.cancelled_by_mediator("HJ20260302-0001", start=START),
+    "signing_code": lambda: messages.signing_code("123456", valid_minutes=10),
+    "agreement_filed": lambda: messages.agreement_filed(
+        "HJ20260302-0001", filing_no="HJ-2026-000123"
+    ),
+    "installment_due_soon": lambda: messages.installment_due_soon(
+        "HJ20260302-0001", number=3, due_date=START.date()
+    ),
+    "repayment_completed": lambda: messages.repayment_completed("HJ20260302-0001"),
+    "repayment_defaulted": lambda: messages.repayment_defaulted("HJ20260302-0001"),
 }
+
+
+def test_every_text_is_checked_here() -> None:
+    """A new text in app.notifications.messages must be added above to be held to the rules."""
+    public = {
+        name
+        for name, value in vars(messages).items()
+        if callable(value) and not name.startswith("_") and value.__module__ == messages.__name__
+    }
+    assert public == set(TEXTS)
 
 
 @pytest.mark.parametrize("kind", sorted(TEXTS))
