@@ -21,6 +21,7 @@ from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
 from app.portals import agreement, bank, borrower, mediator, public, room, staff, verify
+from app.portals import ledger as ledger_pages
 from app.registry.router import router as registry_router
 from app.repayment import ledger
 from app.repayment.router import router as repayment_router
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ok"})
 
-    for portal in (public, staff, borrower, mediator, bank, room, agreement, verify):
+    for portal in (public, staff, borrower, mediator, bank, room, agreement, ledger_pages, verify):
         app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 

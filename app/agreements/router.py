@@ -72,10 +72,7 @@ async def sign(
     session: SessionDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    signer = service.Signer(
-        ip_address=request.client.host if request.client else "unknown",
-        user_agent=request.headers.get("user-agent", ""),
-    )
+    signer = service.Signer.of(request)
     agreement = await service.sign(
         session, settings, case=case, user=user, otp=body.otp, totp=body.totp, signer=signer
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from fastapi import Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +51,13 @@ class Signer:
 
     ip_address: str
     user_agent: str
+
+    @classmethod
+    def of(cls, request: Request) -> "Signer":
+        return cls(
+            ip_address=request.client.host if request.client else "unknown",
+            user_agent=request.headers.get("user-agent", ""),
+        )
 
 
 async def live(session: AsyncSession, *, case_id: str) -> Agreement | None:

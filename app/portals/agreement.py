@@ -156,10 +156,7 @@ async def sign(
     form = await request.form()
     code = str(form.get("code", "")).strip()
     read = form.get("confirm_read") == "yes"
-    signer = agreements.Signer(
-        ip_address=request.client.host if request.client else "unknown",
-        user_agent=request.headers.get("user-agent", ""),
-    )
+    signer = agreements.Signer.of(request)
 
     async def action() -> None:
         if not read:

@@ -22,10 +22,12 @@ from app.cases.schemas import DocumentKind
 from app.cases.states import Status
 from app.cases.timeline import list_events
 from app.config import Settings
-from app.db import SessionDep
+from app.db import SessionDep, utcnow
 from app.deps import SettingsDep
 from app.errors import AppError, Forbidden, Invalid, NotFound, Unauthenticated
 from app.portals import labels
+from app.repayment import ledger
+from app.repayment.schemas import PlanRead
 from app.scheduling import service as scheduling
 from app.users.deps import authenticate
 from app.users.models import Role, User
@@ -94,8 +96,17 @@ async def case_context(session: AsyncSession, case: Case, user: User) -> dict[st
         "documents": await documents.list_for_case(session, case=case),
         "labels": labels.ALL,
         "judicial_deadline": await _judicial_deadline(session, case),
+        "plan": await _repayment_plan(session, case),
         **await schedule_context(session, case),
     }
+
+
+async def _repayment_plan(session: AsyncSession, case: Case) -> PlanRead | None:
+    """For a filed case: its repayment plan as it stands today (Asia/Shanghai)."""
+    plan = await ledger.get_plan(session, case=case)
+    if plan is None:
+        return None
+    return await ledger.plan_summary(session, plan=plan, today=ledger.local_today(utcnow()))
 
 
 async def _judicial_deadline(session: AsyncSession, case: Case) -> date | None:

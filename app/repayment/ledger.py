@@ -380,33 +380,6 @@ async def record(
     return Recorded(payment, new=True)
 
 
-async def record_payment(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    plan: Plan,
-    amount_fen: int,
-    paid_on: date,
-    reference: str,
-    source: str,
-    recorded_by: User,
-    now: datetime | None = None,
-) -> Payment:
-    """`record`, for callers that need only the payment (new or the one recorded before)."""
-    recorded = await record(
-        session,
-        settings,
-        plan=plan,
-        amount_fen=amount_fen,
-        paid_on=paid_on,
-        reference=reference,
-        source=source,
-        recorded_by=recorded_by,
-        now=now,
-    )
-    return recorded.payment
-
-
 async def payments_of(session: AsyncSession, *, plan: Plan) -> list[Payment]:
     result = await session.scalars(
         select(Payment).where(Payment.plan_id == plan.id).order_by(Payment.paid_on, Payment.id)
