@@ -22,6 +22,7 @@ from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
 from app.portals import agreement, bank, borrower, mediator, public, room, staff, verify
 from app.portals import ledger as ledger_pages
+from app.registry import keys as registry_keys
 from app.registry.router import router as registry_router
 from app.repayment import ledger
 from app.repayment.router import router as repayment_router
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The platform's signing key exists from the first start, not the first filing.
+        registry_keys.load(settings)
         background: list[asyncio.Task[object]] = []
         if settings.dispatch_in_app:
             background.append(

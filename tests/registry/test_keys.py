@@ -117,3 +117,20 @@ def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     assert len(ids) == 1
     assert keys.load_or_create(path).key_id == ids.pop()
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+async def test_the_app_makes_the_key_when_it_starts(tmp_path: Path) -> None:
+    from app.main import create_app
+
+    data = tmp_path / "data"
+    settings = Settings(
+        data_dir=data,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        secret_key="x" * 40,
+        dispatch_in_app=False,
+    )
+    app = create_app(settings)
+    assert not settings.registry_key_file.exists()
+    async with app.router.lifespan_context(app):
+        assert settings.registry_key_file.exists()
+        assert stat.S_IMODE(settings.registry_key_file.stat().st_mode) == 0o600
