@@ -144,13 +144,13 @@ async def _user(session: AsyncSession, user_id: str) -> User:
     return user
 
 
-async def request_signing_code(session: AsyncSession, settings: Settings, *, case: Case) -> None:
-    """Text the borrower a code that confirms their signature (and nothing else)."""
+async def request_signing_code(session: AsyncSession, settings: Settings, *, case: Case) -> str:
+    """Text the borrower a code that confirms their signature (and nothing else); the code."""
     await _signing(session, case=case)
     phone = users.phone_of(settings, await _user(session, case.borrower_id))
     if phone is None:
         raise Conflict("There is no phone number on file to send a code to", code="no_phone")
-    await users.request_login_code(session, settings, phone=phone, purpose="sign")
+    return await users.request_login_code(session, settings, phone=phone, purpose="sign")
 
 
 async def sign(

@@ -18,7 +18,14 @@ from app.config import Settings
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import Forbidden, Invalid
-from app.portals.common import Problem, act_or_show, load_case, page, portal_user
+from app.portals.common import (
+    Problem,
+    act_or_show,
+    load_case,
+    on_this_machine,
+    page,
+    portal_user,
+)
 from app.portals.labels import N_
 from app.sessions import service as sessions
 from app.sessions.rules import Side
@@ -132,13 +139,21 @@ async def send_code(
     settings: SettingsDep,
 ) -> Response:
     case = await load_case(session, user, case_id)
+    sent: list[str] = []
 
     async def action() -> None:
-        await agreements.request_signing_code(session, settings, case=case)
+        sent.append(await agreements.request_signing_code(session, settings, case=case))
 
     response = await _act(request, session, settings, user, "borrower", case_id, action)
-    if response.status_code in (302, 303):
-        response.headers["location"] += "?code=sent#sign"
+    if not sent:
+        return response  # refused: the page again, with the reason
+    if settings.is_dev and on_this_machine(request):
+        # Development only, as on the login page: show the code that went to the outbox.
+        await session.commit()
+        context = await _context(session, settings, case, user)
+        here = f"/borrower/cases/{case_id}/agreement"
+        return page(request, "agreement.html", here=here, dev_code=sent[0], **context)
+    response.headers["location"] += "?code=sent#sign"
     return response
 
 

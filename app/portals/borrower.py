@@ -23,6 +23,7 @@ from app.portals.common import (
     add_document_from_form,
     case_context,
     load_case,
+    on_this_machine,
     page,
     portal_user,
     refusal_message,
@@ -53,12 +54,6 @@ async def login_form(request: Request, next: str | None = None) -> Response:
     return page(request, "borrower/login.html", step="phone", phone="", next=safe_next(next, ""))
 
 
-def _on_this_machine(request: Request) -> bool:
-    # A dev server reachable from elsewhere (or a deployment that forgot HEJIE_ENV=prod) must
-    # not hand out every borrower's login code.
-    return request.client is not None and request.client.host in ("127.0.0.1", "::1")
-
-
 @router.post("/login/code")
 async def send_code(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     form = await require_form_csrf(request)
@@ -87,7 +82,7 @@ async def send_code(request: Request, session: SessionDep, settings: SettingsDep
         phone=phone,
         next=next_url,
         # Development only: show the code that went to the outbox, so the demo can be tried.
-        dev_code=code if settings.is_dev and _on_this_machine(request) else None,
+        dev_code=code if settings.is_dev and on_this_machine(request) else None,
     )
 
 

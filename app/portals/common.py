@@ -82,6 +82,15 @@ def yuan_to_fen(value: str) -> int | str | None:
     return int(Decimal(cleaned) * 100)
 
 
+def on_this_machine(request: Request) -> bool:
+    """Whether the request comes from the server's own machine (development hints only).
+
+    A dev server reachable from elsewhere (or a deployment that forgot HEJIE_ENV=prod) must not
+    hand out every borrower's codes.
+    """
+    return request.client is not None and request.client.host in ("127.0.0.1", "::1")
+
+
 async def load_case(session: AsyncSession, user: User, case_id: str) -> Case:
     case = await cases.get_visible(session, user=user, case_id=case_id)
     if case is None:

@@ -4,7 +4,14 @@ import httpx
 
 from tests.agreements.helpers import signing_case
 from tests.helpers import Backend, World
-from tests.portals.util import TotpClock, alert_of, csrf_of, latest_sms_code, load_case
+from tests.portals.util import (
+    TotpClock,
+    alert_of,
+    csrf_of,
+    latest_sms_code,
+    load_case,
+    sign_in_borrower,
+)
 
 
 async def _sign(
@@ -39,9 +46,10 @@ async def test_three_parties_sign_through_their_portals(
     sent = await alice.post(
         f"/borrower/cases/{case_id}/agreement/code", data={"csrf_token": csrf_of(page.text)}
     )
-    assert sent.status_code == 303 and "code=sent" in sent.headers["location"]
     assert world.alice.phone
     code = await latest_sms_code(env, world.alice.phone)
+    # A dev server shows the code to a browser on its own machine, as the login page does.
+    assert sent.status_code == 200 and f'<strong class="mono">{code}</strong>' in sent.text
     unread = await _sign(alice, "borrower", case_id, code, read=False)
     assert unread.status_code == 422 and alert_of(unread.text)
     assert (await _sign(alice, "borrower", case_id, code)).status_code == 303
@@ -80,3 +88,20 @@ async def test_a_portal_page_serves_its_own_kind_of_account(
     r = await alice.get(f"/bank/cases/{case_id}/agreement")
     assert r.status_code == 403
     assert (await alice.get("/bank/agreements")).status_code in (401, 403)
+
+
+async def test_the_signing_code_is_not_shown_to_a_browser_elsewhere(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await signing_case(client, env, world)
+    transport = httpx.ASGITransport(app=env.app, client=("203.0.113.9", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as remote:
+        assert world.alice.phone
+        await sign_in_borrower(remote, env, world.alice.phone)
+        page = await remote.get(f"/borrower/cases/{case_id}/agreement")
+        sent = await remote.post(
+            f"/borrower/cases/{case_id}/agreement/code", data={"csrf_token": csrf_of(page.text)}
+        )
+        assert sent.status_code == 303 and sent.headers["location"].endswith("?code=sent#sign")
+        shown = await remote.get(sent.headers["location"])
+        assert 'class="devnote"' not in shown.text
