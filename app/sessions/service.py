@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.models import Case
@@ -158,19 +158,26 @@ async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
     return Claim(case_id, seq, borrower_until, bank_until)
 
 
+# Built once: every message in a session runs these two, and a statement object that is reused
+# keeps its compiled form and cache key instead of being rebuilt per message.
+_CLAIM_LIVE = (
+    update(_ROOM)
+    .where(
+        _ROOM.c.case_id == bindparam("room_case_id"),
+        select(Case.id)
+        .where(Case.id == bindparam("room_case_id"), Case.status == Status.IN_SESSION)
+        .exists(),
+    )
+    .values(last_seq=_ROOM.c.last_seq + 1)
+    .returning(*_CLAIMED)
+)
+_INSERT_MESSAGE = _MESSAGES.insert()
+
+
 def _claim_live(conn: Connection, case_id: str) -> Claim:
     """The next seq of a room whose session is in progress, or 409; one statement, as every
     message in a session takes this path. Synchronous, so the room writer can run it too."""
-    in_session = (
-        select(Case.id).where(Case.id == case_id, Case.status == Status.IN_SESSION).exists()
-    )
-    stmt = (
-        update(_ROOM)
-        .where(_ROOM.c.case_id == case_id, in_session)
-        .values(last_seq=_ROOM.c.last_seq + 1)
-        .returning(*_CLAIMED)
-    )
-    row = conn.execute(stmt).one_or_none()
+    row = conn.execute(_CLAIM_LIVE, {"room_case_id": case_id}).one_or_none()
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
     seq, borrower_until, bank_until = row
@@ -211,7 +218,7 @@ def _insert(
         "flagged": flagged or None,
         "created_at": utcnow(),
     }
-    conn.execute(_MESSAGES.insert().values(values))
+    conn.execute(_INSERT_MESSAGE, values)
     return _record(values)
 
 
