@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agreements import service as agreements
@@ -27,8 +27,8 @@ from app.portals.common import (
     portal_user,
 )
 from app.portals.labels import N_
+from app.repayment.models import Plan
 from app.sessions import service as sessions
-from app.sessions.rules import Side
 from app.users.models import Role, User
 
 router = APIRouter(include_in_schema=False)
@@ -221,16 +221,35 @@ async def decline(
     return await _act(request, session, settings, user, portal, case_id, action)
 
 
+PLAN_STATUS = {
+    "active": N_("Repaying"),
+    "completed": N_("Paid in full"),
+    "defaulted": N_("Defaulted"),
+}
+
+
 @router.get("/bank/agreements")
-async def bank_agreements(request: Request, user: BankPortalUser, session: SessionDep) -> Response:
-    """This bank's filed agreements, newest first, with their downloads."""
-    rows = await session.execute(
-        select(Agreement, Case)
+async def bank_agreements(
+    request: Request, user: BankPortalUser, session: SessionDep, plan: str | None = None
+) -> Response:
+    """This bank's filed agreements, newest first, with their downloads and repayment status.
+
+    `?plan=defaulted` (or active, completed) narrows the list to plans in that state.
+    """
+    query = (
+        select(Agreement, Case, Plan.status)
         .join(Case, Case.id == Agreement.case_id)
+        .outerjoin(Plan, Plan.agreement_id == Agreement.id)
         .where(Case.bank_id == user.bank_id, Agreement.status == "filed")
-        .order_by(Agreement.effective_at.desc())
-        .limit(500)
     )
+    by_status = await session.execute(
+        select(Plan.status, func.count()).where(Plan.bank_id == user.bank_id).group_by(Plan.status)
+    )
+    counts = {status: count for status, count in by_status.all()}
+    chosen = plan if plan in PLAN_STATUS else None
+    if chosen:
+        query = query.where(Plan.status == chosen)
+    rows = await session.execute(query.order_by(Agreement.effective_at.desc()).limit(500))
     filed = [
         {
             "case_id": case.id,
@@ -241,7 +260,15 @@ async def bank_agreements(request: Request, user: BankPortalUser, session: Sessi
             "total_fen": agreement.content["plan"]["total_fen"],
             "waiver_fen": agreement.content["plan"]["waiver_fen"],
             "installments": agreement.content["plan"]["installments"],
+            "plan_status": plan_status,
         }
-        for agreement, case in rows.all()
+        for agreement, case, plan_status in rows.all()
     ]
-    return page(request, "bank/agreements.html", filed=filed, side=Side.BANK.value)
+    return page(
+        request,
+        "bank/agreements.html",
+        filed=filed,
+        plan_status=PLAN_STATUS,
+        plan_counts=counts,
+        chosen=chosen,
+    )

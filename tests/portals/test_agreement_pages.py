@@ -62,6 +62,12 @@ async def test_three_parties_sign_through_their_portals(
     assert "HJ-" in filed.text and "package.zip" in filed.text
     listing = await bank.get("/bank/agreements")
     assert listing.status_code == 200 and f"/bank/cases/{case_id}/agreement" in listing.text
+    assert 'class="badge plan-active"' in listing.text
+    repaying = await bank.get("/bank/agreements?plan=active")
+    assert f"/bank/cases/{case_id}/agreement" in repaying.text
+    defaulted = await bank.get("/bank/agreements?plan=defaulted")
+    assert f"/bank/cases/{case_id}/agreement" not in defaulted.text
+    assert 'id="defaulted-note"' not in defaulted.text
     case_page = await alice.get(f"/borrower/cases/{case_id}")
     assert 'id="agreement-entry"' in case_page.text
 
