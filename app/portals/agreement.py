@@ -17,14 +17,18 @@ from app.cases.models import Case
 from app.config import Settings
 from app.db import SessionDep
 from app.deps import SettingsDep
-from app.errors import Forbidden, Invalid
+from app.errors import Invalid
 from app.portals.common import (
+    HOME,
+    BankPortalUser,
+    PartyPortalUser,
     Problem,
     act_or_show,
     load_case,
     on_this_machine,
     page,
     portal_user,
+    require_portal,
 )
 from app.portals.labels import N_
 from app.repayment.models import Plan
@@ -33,12 +37,7 @@ from app.users.models import Role, User
 
 router = APIRouter(include_in_schema=False)
 
-PartyPortalUser = Annotated[
-    User, Depends(portal_user(Role.BORROWER, Role.MEDIATOR, Role.BANK_STAFF))
-]
-BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
 
-HOME = {Role.BORROWER: "/borrower", Role.MEDIATOR: "/mediator", Role.BANK_STAFF: "/bank"}
 SIDE_NAMES = {
     "borrower": N_("Borrower"),
     "bank": N_("Bank"),
@@ -53,12 +52,6 @@ AGREEMENT_STATUS = {
     "declined": N_("Declined"),
     "filed": N_("Signed and filed"),
 }
-
-
-def _portal(user: User, portal: str) -> None:
-    """Each portal's address serves its own kind of account only."""
-    if HOME.get(Role(user.role)) != f"/{portal}":
-        raise Forbidden("This page is for another kind of account", code="role_forbidden")
 
 
 async def _context(
@@ -94,7 +87,7 @@ async def agreement_page(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    _portal(user, portal)
+    require_portal(user, portal)
     case = await load_case(session, user, case_id)
     return page(request, "agreement.html", **await _context(session, settings, case, user))
 
@@ -166,7 +159,7 @@ async def sign(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    _portal(user, portal)
+    require_portal(user, portal)
     case = await load_case(session, user, case_id)
     form = await request.form()
     code = str(form.get("code", "")).strip()
@@ -202,7 +195,7 @@ async def decline(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    _portal(user, portal)
+    require_portal(user, portal)
     case = await load_case(session, user, case_id)
     form = await request.form()
     reason = str(form.get("reason", ""))

@@ -1,8 +1,6 @@
 """The bank portal: this bank's cases, and confirming the debt of an application."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,22 +8,21 @@ from app.cases import service as cases
 from app.cases.states import Status
 from app.db import SessionDep
 from app.portals.common import (
+    BankPortalUser,
     Problem,
     ShowRefusal,
     act_or_show,
     case_context,
     load_case,
     page,
-    portal_user,
     yuan_to_fen,
 )
 from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import DebtConfirmation
-from app.users.models import Role, User
+from app.users.models import User
 
 router = APIRouter(prefix="/bank", include_in_schema=False)
-BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
 
 # The debt form's labels, to say which field a refusal is about.
 DEBT_FIELDS = {

@@ -1,9 +1,9 @@
 """The borrower portal: sign in by SMS code, apply, follow the case, upload, book a session."""
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from app.deps import SettingsDep
 from app.errors import AppError, Invalid
 from app.orgs.models import Bank
 from app.portals.common import (
+    BorrowerPortalUser,
     Problem,
     ShowRefusal,
     act_or_show,
@@ -25,7 +26,6 @@ from app.portals.common import (
     load_case,
     on_this_machine,
     page,
-    portal_user,
     refusal_message,
     require_form_csrf,
     undo,
@@ -39,11 +39,10 @@ from app.scheduling import service as scheduling
 from app.scheduling.schemas import Book
 from app.users import service as users
 from app.users.deps import new_session_token, set_session_cookie
-from app.users.models import Role, User
+from app.users.models import User
 from app.web import redirect, safe_next
 
 router = APIRouter(prefix="/borrower", include_in_schema=False)
-BorrowerPortalUser = Annotated[User, Depends(portal_user(Role.BORROWER))]
 
 
 # --- sign in -------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,6 +53,22 @@ def portal_user(*roles: Role) -> Callable[..., Awaitable[User]]:
         return auth.user
 
     return dependency
+
+
+BorrowerPortalUser = Annotated[User, Depends(portal_user(Role.BORROWER))]
+MediatorPortalUser = Annotated[User, Depends(portal_user(Role.MEDIATOR))]
+BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
+PartyPortalUser = Annotated[
+    User, Depends(portal_user(Role.BORROWER, Role.MEDIATOR, Role.BANK_STAFF))
+]
+# Each kind of account's portal.
+HOME = {Role.BORROWER: "/borrower", Role.MEDIATOR: "/mediator", Role.BANK_STAFF: "/bank"}
+
+
+def require_portal(user: User, portal: str) -> None:
+    """A page shared by the three portals answers, at each portal's address, its own accounts."""
+    if HOME.get(Role(user.role)) != f"/{portal}":
+        raise Forbidden("This page is for another kind of account", code="role_forbidden")
 
 
 async def require_form_csrf(request: Request) -> dict[str, Any]:

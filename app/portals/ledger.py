@@ -8,9 +8,9 @@ staff record and import payments. The rules are the ledger's (`app.repayment.led
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
@@ -23,14 +23,16 @@ from app.db import SessionDep, utcnow
 from app.deps import SettingsDep
 from app.errors import AppError, Forbidden, Invalid
 from app.i18n import format_fen
-from app.portals.agreement import HOME
 from app.portals.common import (
+    HOME,
+    BankPortalUser,
+    PartyPortalUser,
     Problem,
     act_or_show,
     load_case,
     page,
-    portal_user,
     refusal_message,
+    require_portal,
     undo,
     yuan_to_fen,
 )
@@ -43,10 +45,6 @@ from app.web import gettext_for
 
 router = APIRouter(include_in_schema=False)
 
-PartyPortalUser = Annotated[
-    User, Depends(portal_user(Role.BORROWER, Role.MEDIATOR, Role.BANK_STAFF))
-]
-BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
 
 IMPORT_URL = "/bank/payments/import"
 IMPORT_EXAMPLE = (
@@ -89,12 +87,6 @@ EXPLAINED = {
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 
 
-def _portal(user: User, portal: str) -> None:
-    """Each portal's address serves its own kind of account only."""
-    if HOME.get(Role(user.role)) != f"/{portal}":
-        raise Forbidden("This page is for another kind of account", code="role_forbidden")
-
-
 def _explained(exc: AppError, gettext: Callable[[str], str], **values: Any) -> AppError:
     """The refusal again, its message translated with its values; others are left as they are."""
     template = EXPLAINED.get(exc.code)
@@ -131,7 +123,7 @@ async def plan_page(
     user: PartyPortalUser,
     session: SessionDep,
 ) -> Response:
-    _portal(user, portal)
+    require_portal(user, portal)
     case = await load_case(session, user, case_id)
     return page(request, "ledger.html", **await _context(session, case, user))
 

@@ -2,9 +2,9 @@
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from app.deps import SettingsDep
 from app.errors import Invalid
 from app.notifications.contact_rules import SHANGHAI
 from app.portals.common import (
+    MediatorPortalUser,
     Problem,
     ShowRefusal,
     act_or_show,
@@ -23,17 +24,15 @@ from app.portals.common import (
     case_context,
     load_case,
     page,
-    portal_user,
 )
 from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import IdentityCheck, Review
 from app.scheduling import service as scheduling
 from app.scheduling.schemas import NoShow, SlotIn
-from app.users.models import Role, User
+from app.users.models import User
 
 router = APIRouter(prefix="/mediator", include_in_schema=False)
-MediatorPortalUser = Annotated[User, Depends(portal_user(Role.MEDIATOR))]
 
 QUEUES = (
     ("submitted", Status.SUBMITTED),

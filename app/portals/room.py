@@ -6,9 +6,9 @@ The page only decides what to show; everything said in the room goes through the
 """
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,20 +18,23 @@ from app.db import SessionDep, utcnow
 from app.errors import Conflict
 from app.i18n import SHANGHAI
 from app.portals import labels
-from app.portals.common import load_case, page, portal_user
+from app.portals.common import (
+    BankPortalUser,
+    BorrowerPortalUser,
+    MediatorPortalUser,
+    load_case,
+    page,
+)
 from app.portals.labels import N_
 from app.repayment import plans
 from app.scheduling import service as scheduling
 from app.sessions import service as sessions
 from app.sessions.rules import CAUCUS, JOINT, Side, readable_channels
-from app.users.models import Role, User
+from app.users.models import User
 from app.web import gettext_for
 
 router = APIRouter(include_in_schema=False)
 
-BorrowerPortalUser = Annotated[User, Depends(portal_user(Role.BORROWER))]
-MediatorPortalUser = Annotated[User, Depends(portal_user(Role.MEDIATOR))]
-BankPortalUser = Annotated[User, Depends(portal_user(Role.BANK_STAFF))]
 
 SIDE = {
     "borrower": N_("Borrower"),
