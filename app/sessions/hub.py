@@ -26,6 +26,7 @@ from app.sessions.broker import Broker, broker_for
 from app.sessions.models import Room as RoomRow
 from app.sessions.rules import Side, view, view_key
 from app.sessions.writer import TextWriter
+from app.users.models import RevokedToken
 
 log = logging.getLogger("hejie.sessions")
 
@@ -35,6 +36,17 @@ RATE_LIMIT = 5  # messages
 RATE_WINDOW = 1.0  # second
 # Rooms re-read the database this often, so a lost wake-up delays a message but never loses it.
 SWEEP_SECONDS = 2.0
+# How often the sweep asks, in one query for every connection here, whether their sign-ins were
+# ended; it keeps each connection's knowledge fresh, so no message waits on that read.
+SIGN_IN_CHECK_SECONDS = 10.0
+CLOSE_SIGNED_OUT = 4401
+SIGNED_OUT_FRAME = json.dumps(
+    {
+        "type": "error",
+        "code": "signed_out",
+        "detail": "your sign-in has ended; sign in again to rejoin",
+    }
+)
 # How long a connection's sending task waits for more frames before it ends (idle rooms hold none).
 FLUSHER_LINGER_SECONDS = 10.0
 CLOSE_SESSION_ENDED = 4000
@@ -49,6 +61,8 @@ class Credential:
     expires_at: datetime | None
     # When the sign-in was last found not revoked (monotonic clock); checked at admission.
     checked_at: float = field(default_factory=time.monotonic)
+    # Found revoked (logged out) by the hub's periodic check.
+    revoked: bool = False
 
 
 class Connection:
@@ -312,12 +326,49 @@ class Hub:
             await self._fan_out(room, [])
 
     async def _sweep(self) -> None:
+        last_check = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 await self._sweep_once()
+                if time.monotonic() - last_check >= SIGN_IN_CHECK_SECONDS:
+                    last_check = time.monotonic()
+                    await self.check_sign_ins()
             except Exception:
                 log.warning("room sweep failed", exc_info=True)
+
+    async def check_sign_ins(self) -> int:
+        """Close the connections whose sign-in was ended (logout); the rest are known current.
+
+        Returns how many were closed.
+        """
+        connections = [
+            conn
+            for room in self.rooms.values()
+            for conn in room.connections
+            if conn.credential.jti is not None and not conn.closed
+        ]
+        if not connections:
+            return 0
+        started = time.monotonic()
+        jtis = sorted({conn.credential.jti for conn in connections if conn.credential.jti})
+        revoked: set[str] = set()
+        async with self.sessionmaker() as session:
+            for at in range(0, len(jtis), 500):
+                rows = await session.scalars(
+                    select(RevokedToken.jti).where(RevokedToken.jti.in_(jtis[at : at + 500]))
+                )
+                revoked.update(rows)
+        closed = 0
+        for conn in connections:
+            if conn.credential.jti in revoked:
+                conn.credential.revoked = True
+                conn.push(SIGNED_OUT_FRAME)
+                conn.close(CLOSE_SIGNED_OUT, "signed out")
+                closed += 1
+            else:
+                conn.credential.checked_at = started
+        return closed
 
     async def _sweep_once(self) -> None:
         if not self.rooms:

@@ -24,7 +24,7 @@ from app.config import Settings
 from app.db import SessionDep, utcnow
 from app.errors import CASE_ERRORS, AppError, Forbidden
 from app.sessions import service
-from app.sessions.hub import Connection, Credential, Hub
+from app.sessions.hub import CLOSE_SIGNED_OUT, Connection, Credential, Hub
 from app.sessions.models import Room, Ticket
 from app.sessions.rules import JOINT, readable_channels
 from app.sessions.schemas import SessionEnd, TicketRead
@@ -41,7 +41,6 @@ PROTOCOL = "hejie.v1"
 MAX_FRAME_CHARS = 32 * 1024
 MAX_CLIENT_MSG_ID = 64
 CLOSE_NOT_OPEN = 4409
-CLOSE_SIGNED_OUT = 4401
 
 
 def _hub(request: Request | WebSocket) -> Hub:
@@ -327,8 +326,11 @@ RECHECK_SECONDS = 30.0
 async def _still_signed_in(maker: async_sessionmaker[AsyncSession], conn: Connection) -> bool:
     """The sign-in that opened the room has neither expired nor been ended by logging out."""
     credential = conn.credential
+    if credential.revoked:
+        return False
     if credential.expires_at is not None and credential.expires_at <= utcnow():
         return False
+    # The hub's sweep keeps `checked_at` fresh for every connection; this read is the fallback.
     if credential.jti is None or time.monotonic() - credential.checked_at < RECHECK_SECONDS:
         return True
     async with maker() as session:

@@ -252,3 +252,36 @@ async def test_signing_out_closes_the_room_to_that_sign_in(
                 frame = str(await bank_ws.recv())
                 assert '"resumed"' not in frame
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_the_hub_closes_a_signed_out_connection_without_waiting_for_an_action(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The periodic check finds a logout for every connection in one query: no message of the
+    others waits on that read, and the signed-out one is closed with the reason."""
+    from app.sessions import router as room_router
+
+    # The per-action fallback never fires here: only the hub's check can notice.
+    monkeypatch.setattr(room_router, "RECHECK_SECONDS", 1e9)
+    case_id = await live_case(client, env, world)
+    hub = env.app.state.hub
+    async with (
+        serving(env.app) as host,
+        joined(host, case_id, world.alice) as borrower,
+        joined(host, case_id, world.bank_demo) as bank,
+    ):
+        assert await hub.check_sign_ins() == 0
+        r = await client.post("/api/v1/auth/logout", headers=world.alice.headers)
+        assert r.status_code == 204
+        assert await hub.check_sign_ins() == 1
+        refused = await borrower.expect(lambda f: f.get("type") == "error")
+        assert refused["code"] == "signed_out"
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await borrower.ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        # The bank's sign-in is untouched.
+        assert (await bank.say("还在"))["type"] == "ack"
