@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app import logs, runtime
 from app.agreements.router import router as agreements_router
+from app.audit.router import router as audit_router
 from app.cases.router import router as cases_router
+from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
 from app.errors import install_error_handlers
@@ -20,12 +23,13 @@ from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
-from app.portals import agreement, bank, borrower, mediator, public, room, staff, verify
+from app.portals import agreement, bank, borrower, mediator, public, rights, room, staff, verify
 from app.portals import ledger as ledger_pages
 from app.registry import keys as registry_keys
 from app.registry.router import router as registry_router
 from app.repayment import ledger
 from app.repayment.router import router as repayment_router
+from app.reports.router import router as reports_router
 from app.review.router import router as review_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logs.redact_access_log()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
 
@@ -66,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.create_task(ledger.run_due_forever(app.state.sessionmaker, settings))
             )
         await app.state.hub.start()
+        runtime.settle()
         yield
         await app.state.hub.stop()
         for task in background:
@@ -98,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(agreements_router)
     api.include_router(registry_router)
     api.include_router(repayment_router)
+    api.include_router(reports_router)
+    api.include_router(audit_router)
+    api.include_router(complaints_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["operations"])
@@ -114,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for portal in (public, staff, borrower, mediator, bank, room, agreement, ledger_pages, verify):
         app.include_router(portal.router)
+    app.include_router(rights.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 
     install_error_handlers(app)

@@ -1,7 +1,9 @@
 """Every table, imported once so Alembic and the tests see the whole schema."""
 
 from app.agreements.models import Agreement, Signature
+from app.audit.models import AccessRecord
 from app.cases.models import Case, CaseEvent, Document
+from app.complaints.models import Complaint
 from app.db import Base
 from app.loans.models import LoanAccount
 from app.locking import KeyLock
@@ -14,12 +16,14 @@ from app.sessions.models import Message, Offer, Room, Ticket
 from app.users.models import RevokedToken, SmsCode, User
 
 __all__ = [
+    "AccessRecord",
     "Agreement",
     "Appointment",
     "Bank",
     "Base",
     "Case",
     "CaseEvent",
+    "Complaint",
     "Document",
     "Installment",
     "Institution",

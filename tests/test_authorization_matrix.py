@@ -103,6 +103,13 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "other_bank": "ok",
         "bank": "ok",
     },
+    # Bank staff only; another bank's officer reads that bank's own figures.
+    ("GET", "/api/v1/reports/bank-dashboard"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_bank": "ok",
+        "bank": "ok",
+    },
     ("GET", "/api/v1/cases/{case_id}/agreement"): CASE_READ,
     ("GET", "/api/v1/cases/{case_id}/agreement.pdf"): CASE_READ,
     ("POST", "/api/v1/cases/{case_id}/agreement/otp"): {
@@ -113,6 +120,30 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/v1/cases/{case_id}/agreement/sign"): CASE_READ,
     ("POST", "/api/v1/cases/{case_id}/agreement/decline"): CASE_READ,
     ("GET", "/api/v1/cases/{case_id}/agreement/package.zip"): CASE_READ,
+    ("GET", "/api/v1/cases/{case_id}/access-log"): {
+        "owner": "ok",
+        "bank": "403",
+        "mediator": "403",
+    },
+    ("POST", "/api/v1/cases/{case_id}/complaints"): {
+        "owner": "ok",
+        "bank": "403",
+        "mediator": "403",
+    },
+    ("GET", "/api/v1/cases/{case_id}/complaints"): {"owner": "ok", "bank": "403", "mediator": "ok"},
+    # Mediators only; each sees their own institution's queue (another's is empty, or 404).
+    ("GET", "/api/v1/complaints"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_inst": "ok",
+        "mediator": "ok",
+    },
+    ("POST", "/api/v1/complaints/{complaint_id}/resolve"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_inst": "404",
+        "mediator": "ok",
+    },
 }
 SESSION = ("/session/start", "/session/end", "/messages", "/session/ticket")
 SCHEDULING = (
@@ -154,6 +185,10 @@ def _body(method: str, path: str) -> dict[str, Any]:
         return {"files": {"file": ("payments.csv", io.BytesIO(header), "text/csv")}}
     if path.endswith("/agreement/sign"):
         return {"json": {"otp": "000000"}}
+    if path.endswith("/complaints") and method == "POST":
+        return {"json": {"about": "bank", "text": "催收电话态度恶劣"}}
+    if path.endswith("/resolve"):
+        return {"json": {"note": "已核实并提醒相关人员"}}
     if path.endswith("/agreement/decline"):
         return {"json": {"reason": "条款需再商量"}}
     if path.endswith("/no-show"):
@@ -208,7 +243,20 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
             booking = {"json": {"slot_id": slot["id"]}}
         elif not path.endswith("/slots"):
             assert (await book(client, world.alice, case["id"], slot["id"])).status_code == 201
-    url = path.format(case_id=case["id"], document_id=doc["id"], filing_no="HJ-2026-000001")
+    complaint_id = "0" * 32
+    if "{complaint_id}" in path:
+        r = await client.post(
+            f"/api/v1/cases/{case['id']}/complaints",
+            headers=world.alice.headers,
+            **_body("POST", "/complaints"),
+        )
+        complaint_id = r.json()["id"]
+    url = path.format(
+        case_id=case["id"],
+        document_id=doc["id"],
+        filing_no="HJ-2026-000001",
+        complaint_id=complaint_id,
+    )
     actors: dict[str, Actor | None] = {
         "anon": None,
         "stranger": world.bob,

@@ -81,6 +81,24 @@ async def test_no_personal_data_in_logs(
     assert "张伟" not in text
 
 
+def test_the_access_log_never_carries_a_query_string(
+    env: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A search or filter in the URL (a phone, a name) stays out of uvicorn's request lines."""
+    assert env.app is not None  # the app is made, and with it the access log's filter
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    access = logging.getLogger("uvicorn.access")
+    # uvicorn's own call: client, method, path with query, HTTP version, status.
+    fmt = '%s - "%s %s HTTP/%s" %d'
+    access.info(fmt, "127.0.0.1:5000", "GET", "/mediator/search?q=13500000005", "1.1", 200)
+    access.info(fmt, "127.0.0.1:5000", "GET", "/bank", "1.1", 200)
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert lines == [
+        '127.0.0.1:5000 - "GET /mediator/search?… HTTP/1.1" 200',
+        '127.0.0.1:5000 - "GET /bank HTTP/1.1" 200',
+    ]
+
+
 async def test_prod_sets_secure_cookies_and_hsts(env: Backend) -> None:
     import re as regex
 

@@ -6,6 +6,8 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
 from app.agreements import service
 from app.agreements.schemas import DeclineRequest, SignRequest
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases.deps import OwnedCase, PartyCase
 from app.db import SessionDep
 from app.deps import SettingsDep
@@ -27,6 +29,7 @@ async def _agreement_or_404(session: SessionDep, case_id: str) -> Any:
 @router.get("/{case_id}/agreement", responses=CASE_ERRORS)
 async def read(case: PartyCase, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     agreement = await _agreement_or_404(session, case.id)
+    await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="terms")
     side = await sessions.side_of(session, case=case, user=user)
     sigs = await service.signatures(session, agreement=agreement)
     return service.public_view(agreement, sigs, viewer_side=side)
@@ -44,9 +47,10 @@ def _pdf(data: bytes, filename: str) -> Response:
 
 
 @router.get("/{case_id}/agreement.pdf", responses=CASE_ERRORS, response_class=Response)
-async def download(case: PartyCase, session: SessionDep) -> Response:
+async def download(case: PartyCase, user: CurrentUser, session: SessionDep) -> Response:
     """The sealed PDF once filed; before that, the draft the parties are asked to sign."""
     agreement = await _agreement_or_404(session, case.id)
+    await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="pdf")
     if agreement.status == "filed" and agreement.sealed_pdf is not None:
         return _pdf(agreement.sealed_pdf, f"agreement-{agreement.filing_no}.pdf")
     return _pdf(agreement.document_pdf, f"agreement-{case.case_no}-v{agreement.version}.pdf")
@@ -104,11 +108,12 @@ async def decline(
 
 
 @router.get("/{case_id}/agreement/package.zip", responses=CASE_ERRORS, response_class=Response)
-async def package(case: PartyCase, session: SessionDep) -> Response:
+async def package(case: PartyCase, user: CurrentUser, session: SessionDep) -> Response:
     """For a filed agreement: the judicial confirmation package (ZIP)."""
     agreement = await service.live(session, case_id=case.id)
     if agreement is None or agreement.status != "filed":
         raise Conflict("Only a filed agreement has a package", code="not_filed")
+    await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="package")
     data = service.judicial_package(
         agreement, await service.signatures(session, agreement=agreement)
     )

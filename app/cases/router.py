@@ -5,6 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.responses import FileResponse
 
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases import documents, service
 from app.cases.deps import OwnedCase, PartyCase, UploaderCase
 from app.cases.schemas import (
@@ -63,12 +65,14 @@ async def _appointments(session: SessionDep, case_ids: list[str]) -> dict[str, A
 
 @router.get("/{case_id}", response_model=CaseRead, responses=CASE_ERRORS)
 async def get_case(case: PartyCase, user: CurrentUser, session: SessionDep) -> CaseRead:
+    await record_read(session, actor=user, case_id=case.id, what=Read.CASE)
     booked = await _appointments(session, [case.id])
     return service.to_read(case, user, appointment=booked.get(case.id))
 
 
 @router.get("/{case_id}/events", response_model=list[EventRead], responses=CASE_ERRORS)
-async def case_events(case: PartyCase, session: SessionDep) -> list[EventRead]:
+async def case_events(case: PartyCase, user: CurrentUser, session: SessionDep) -> list[EventRead]:
+    await record_read(session, actor=user, case_id=case.id, what=Read.CASE, detail="timeline")
     return [EventRead.model_validate(e) for e in await list_events(session, case=case)]
 
 
@@ -106,9 +110,16 @@ async def upload_document(
     responses={**CASE_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
 )
 async def download_document(
-    case: PartyCase, document_id: str, session: SessionDep, settings: SettingsDep
+    case: PartyCase,
+    document_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> FileResponse:
     document = await documents.get(session, case=case, document_id=document_id)
+    await record_read(
+        session, actor=user, case_id=case.id, what=Read.DOCUMENT, detail=document.kind
+    )
     return FileResponse(
         documents.file_of(settings, document),
         media_type=document.content_type,

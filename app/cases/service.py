@@ -1,7 +1,11 @@
 """Step 1: applying for mediation, reading cases, withdrawing. Who may see which case lives here."""
 
+import re
 import secrets
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, false, select
@@ -28,8 +32,9 @@ from app.loans import service as loans
 from app.notifications import messages
 from app.notifications import service as outbox
 from app.orgs import service as orgs
+from app.users import service as users
 from app.users.models import Role, User
-from app.validation import mask_id_number
+from app.validation import mask_id_number, mask_phone, normalise_phone
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UPLOAD_STATUSES = frozenset(
@@ -261,3 +266,118 @@ async def get_or_404(session: AsyncSession, *, user: User, case_id: str) -> Case
     if case is None:
         raise NotFound("No such case", code="case_not_found")
     return case
+
+
+# --- search: finding a case by its number, the borrower's phone or the applicant's name ----------
+
+SEARCH_MAX_CHARS = 100
+SEARCH_MIN_NAME_CHARS = 2
+# "HJ" and at least the year of the case number: shorter would list nearly every case.
+SEARCH_MIN_CASE_NO_CHARS = 6
+_CASE_NO_START = re.compile(r"HJ[0-9]", re.ASCII)
+_DIGITS = re.compile(r"\+?[0-9]+", re.ASCII)
+
+
+class SearchBy(StrEnum):
+    CASE_NO = "case_no"
+    PHONE = "phone"
+    NAME = "name"
+
+
+class SearchProblem(StrEnum):
+    """Why a query was not run."""
+
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    PARTIAL_PHONE = "partial_phone"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    case: Case
+    # The borrower's phone as 138****0001; the full number is never shown in a list.
+    phone_masked: str | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    by: SearchBy | None = None
+    hits: tuple[SearchHit, ...] = ()
+    # More cases matched than `limit`: the person should narrow the search.
+    more: bool = False
+    problem: SearchProblem | None = None
+
+
+def _search_terms(q: str) -> tuple[str, str]:
+    """The query as typed (full-width folded, spaces collapsed), and without spaces and dashes."""
+    query = " ".join(unicodedata.normalize("NFKC", q).split())
+    return query, re.sub(r"[\s-]", "", query)
+
+
+async def search(
+    session: AsyncSession, settings: Settings, *, user: User, q: str, limit: int = 20
+) -> SearchResult:
+    """The cases this caller may see that match `q`, newest first.
+
+    What `q` is decides how it is searched: "HJ" and digits is a case number (exact, or the
+    start of one); digits are a phone, found by its keyed hash, so only a full 11-digit number
+    finds anything and no stored number is decrypted to compare; anything else is part of the
+    applicant's name.
+    """
+    query, compact = _search_terms(q)
+    if not query:
+        return SearchResult(query="")
+    if len(query) > SEARCH_MAX_CHARS:
+        return SearchResult(query=query[:SEARCH_MAX_CHARS], problem=SearchProblem.TOO_LONG)
+    if _CASE_NO_START.match(compact.upper()):
+        if len(compact) < SEARCH_MIN_CASE_NO_CHARS:
+            return SearchResult(query, SearchBy.CASE_NO, problem=SearchProblem.TOO_SHORT)
+        case_no = query.replace(" ", "").upper()  # the dash before the suffix stays
+        where = Case.case_no.startswith(case_no, autoescape=True)
+        return await _search_cases(session, settings, user, query, SearchBy.CASE_NO, where, limit)
+    if _DIGITS.fullmatch(compact):
+        try:
+            phone = normalise_phone(compact)
+        except ValueError:
+            return SearchResult(query, SearchBy.PHONE, problem=SearchProblem.PARTIAL_PHONE)
+        borrower = await users.get_borrower_by_phone(session, settings, phone=phone)
+        if borrower is None:
+            return SearchResult(query, SearchBy.PHONE)
+        where = Case.borrower_id == borrower.id
+        return await _search_cases(
+            session, settings, user, query, SearchBy.PHONE, where, limit, phone=phone
+        )
+    if len(query) < SEARCH_MIN_NAME_CHARS:
+        return SearchResult(query, SearchBy.NAME, problem=SearchProblem.TOO_SHORT)
+    where = Case.full_name.icontains(query, autoescape=True)
+    return await _search_cases(session, settings, user, query, SearchBy.NAME, where, limit)
+
+
+async def _search_cases(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    query: str,
+    by: SearchBy,
+    where: ColumnElement[bool],
+    limit: int,
+    *,
+    phone: str | None = None,
+) -> SearchResult:
+    """Run one kind of search; `phone` is the number searched for, when it was a phone."""
+    rows = (
+        await session.execute(
+            select(Case, User)
+            .join(User, User.id == Case.borrower_id)
+            .where(where, visible_to(user))
+            .order_by(Case.id.desc())
+            .limit(limit + 1)
+        )
+    ).all()
+    hits = []
+    for case, borrower in rows[:limit]:
+        # Only the rows shown are decrypted, to be masked; a phone search knows its number.
+        number = phone or users.phone_of(settings, borrower)
+        hits.append(SearchHit(case=case, phone_masked=mask_phone(number) if number else None))
+    return SearchResult(query, by, hits=tuple(hits), more=len(rows) > limit)

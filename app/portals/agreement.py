@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agreements import service as agreements
 from app.agreements.models import Agreement
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases import service as cases
 from app.cases.models import Case
 from app.config import Settings
@@ -89,6 +91,7 @@ async def agreement_page(
 ) -> Response:
     require_portal(user, portal)
     case = await load_case(session, user, case_id)
+    await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="page")
     return page(request, "agreement.html", **await _context(session, settings, case, user))
 
 

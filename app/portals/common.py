@@ -15,6 +15,8 @@ from starlette.datastructures import UploadFile
 
 from app.agreements import service as agreements
 from app.agreements import text as agreement_text
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
@@ -115,6 +117,8 @@ async def load_case(session: AsyncSession, user: User, case_id: str) -> Case:
 
 
 async def case_context(session: AsyncSession, case: Case, user: User) -> dict[str, Any]:
+    # Every portal's case page is drawn from here: staff opening one is in the access log.
+    await record_read(session, actor=user, case_id=case.id, what=Read.CASE, detail="page")
     return {
         "case": cases.to_read(case, user),
         "events": await list_events(session, case=case),

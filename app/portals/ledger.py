@@ -15,6 +15,8 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases import service as cases
 from app.cases.documents import read_upload
 from app.cases.models import Case
@@ -125,6 +127,7 @@ async def plan_page(
 ) -> Response:
     require_portal(user, portal)
     case = await load_case(session, user, case_id)
+    await record_read(session, actor=user, case_id=case.id, what=Read.CASE, detail="plan")
     return page(request, "ledger.html", **await _context(session, case, user))
 
 

@@ -1,15 +1,21 @@
-"""The mediator portal: the review queue, the review page, and scheduling the session."""
+"""The mediator portal: the work queue, search, the review page, and scheduling the session."""
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
+from app.agreements.models import Agreement, Signature
+from app.agreements.service import ORDER as SIGNING_ORDER
 from app.cases import service as cases
+from app.cases.models import Case, CaseEvent
+from app.cases.schemas import CaseRead
 from app.cases.states import Status
 from app.db import SessionDep, utcnow
 from app.deps import SettingsDep
@@ -29,25 +35,239 @@ from app.portals.labels import N_
 from app.review import service as review
 from app.review.schemas import IdentityCheck, Review
 from app.scheduling import service as scheduling
+from app.scheduling.models import Appointment, Slot
 from app.scheduling.schemas import NoShow, SlotIn
 from app.users.models import User
 
 router = APIRouter(prefix="/mediator", include_in_schema=False)
 
-QUEUES = (
-    ("submitted", Status.SUBMITTED),
-    ("info_requested", Status.INFO_REQUESTED),
-    ("accepted", Status.ACCEPTED),
-)
+# Each list of the work queue shows at most this many cases; its heading counts them all.
+QUEUE_LIMIT = 100
+SEARCH_LIMIT = 20
+
+SIDE = {"borrower": N_("Borrower"), "bank": N_("Bank"), "mediator": N_("Mediator")}
+
+
+# --- the work queue ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TodaysSession:
+    appointment: Appointment
+    case: CaseRead
+    mediator_name: str
+    # The room admits the case's mediator and the one booked for the session, not colleagues.
+    mine: bool
+
+
+@dataclass(frozen=True)
+class AwaitingSignature:
+    case: CaseRead
+    signed: list[str]
+    missing: list[str]
+
+    @property
+    def next(self) -> str | None:
+        return self.missing[0] if self.missing else None
 
 
 @router.get("")
 async def queue(request: Request, user: MediatorPortalUser, session: SessionDep) -> Response:
-    sections = []
-    for name, status in QUEUES:
-        items, _ = await cases.list_visible(session, user=user, status=status, limit=100)
-        sections.append((name, [cases.to_read(c, user) for c in items]))
-    return page(request, "mediator/queue.html", sections=sections)
+    return page(request, "mediator/queue.html", **await _work_queue(session, user))
+
+
+async def _work_queue(session: AsyncSession, user: User) -> dict[str, Any]:
+    """What needs the institution's mediators now, each list with the count of all it holds."""
+    now = utcnow()
+    by_status = await _status_counts(session, user)
+    accepted = Case.status == Status.ACCEPTED
+    has_times = _has_open_slot(now)
+
+    new = await _cases(session, user, Case.status == Status.SUBMITTED, oldest_first=True)
+    waiting = await _cases(session, user, Case.status == Status.INFO_REQUESTED)
+    needs_times = await _cases(session, user, accepted, ~has_times, oldest_first=True)
+    offered = await _cases(session, user, accepted, has_times, oldest_first=True)
+    signing = await _cases(session, user, Case.status == Status.SIGNING, oldest_first=True)
+    needs_times_count = await _count(session, user, accepted, ~has_times)
+    today = await _todays_sessions(session, user, now)
+    signatures = await _signed_sides(session, [c.id for c in signing])
+    return {
+        "new": [cases.to_read(c, user) for c in new],
+        "resubmitted": await _resubmitted(session, [c.id for c in new]),
+        "waiting": [cases.to_read(c, user) for c in waiting],
+        "needs_times": [cases.to_read(c, user) for c in needs_times],
+        "offered": [cases.to_read(c, user) for c in offered],
+        "open_times": await _open_slot_counts(session, [c.id for c in offered], now),
+        "today": today,
+        "today_date": now.astimezone(SHANGHAI).date(),
+        "signing": [
+            AwaitingSignature(
+                case=cases.to_read(c, user),
+                signed=[s for s in SIGNING_ORDER if s in signatures.get(c.id, set())],
+                missing=[s for s in SIGNING_ORDER if s not in signatures.get(c.id, set())],
+            )
+            for c in signing
+        ],
+        "counts": {
+            "new": by_status.get(Status.SUBMITTED, 0),
+            "waiting": by_status.get(Status.INFO_REQUESTED, 0),
+            "needs_times": needs_times_count,
+            "offered": by_status.get(Status.ACCEPTED, 0) - needs_times_count,
+            "today": len(today),
+            "signing": by_status.get(Status.SIGNING, 0),
+        },
+        "sides": SIDE,
+    }
+
+
+async def _status_counts(session: AsyncSession, user: User) -> dict[str, int]:
+    rows = await session.execute(
+        select(Case.status, func.count()).where(cases.visible_to(user)).group_by(Case.status)
+    )
+    return {status: int(n) for status, n in rows.all()}
+
+
+async def _cases(
+    session: AsyncSession, user: User, *where: ColumnElement[bool], oldest_first: bool = False
+) -> list[Case]:
+    """The caller's visible cases that match, newest first (or oldest first, for a to-do list)."""
+    order = Case.id.asc() if oldest_first else Case.id.desc()
+    query = select(Case).where(cases.visible_to(user), *where).order_by(order).limit(QUEUE_LIMIT)
+    return list(await session.scalars(query))
+
+
+async def _count(session: AsyncSession, user: User, *where: ColumnElement[bool]) -> int:
+    query = select(func.count()).select_from(Case).where(cases.visible_to(user), *where)
+    return int(await session.scalar(query) or 0)
+
+
+def _open_slot(now: datetime) -> list[ColumnElement[bool]]:
+    """A slot still on offer: in the future and not booked (as scheduling.open_slots has it)."""
+    booked = select(Appointment.slot_id).where(Appointment.status == scheduling.ACTIVE)
+    return [Slot.start > now, Slot.id.not_in(booked)]
+
+
+def _has_open_slot(now: datetime) -> ColumnElement[bool]:
+    return exists().where(Slot.case_id == Case.id, *_open_slot(now))
+
+
+async def _open_slot_counts(
+    session: AsyncSession, case_ids: list[str], now: datetime
+) -> dict[str, int]:
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(Slot.case_id, func.count())
+        .where(Slot.case_id.in_(case_ids), *_open_slot(now))
+        .group_by(Slot.case_id)
+    )
+    return {case_id: int(n) for case_id, n in rows.all()}
+
+
+async def _resubmitted(session: AsyncSession, case_ids: list[str]) -> set[str]:
+    """Which of these cases came back after the mediator asked for more information."""
+    if not case_ids:
+        return set()
+    rows = await session.scalars(
+        select(CaseEvent.case_id)
+        .where(CaseEvent.case_id.in_(case_ids), CaseEvent.kind == "resubmitted")
+        .distinct()
+    )
+    return set(rows)
+
+
+async def _todays_sessions(session: AsyncSession, user: User, now: datetime) -> list[TodaysSession]:
+    """Booked sessions of the institution's cases that start today in Beijing time."""
+    day = now.astimezone(SHANGHAI).date()
+    begins = datetime.combine(day, time(0), tzinfo=SHANGHAI)
+    booked = (
+        await session.execute(
+            select(Appointment, Case)
+            .join(Case, Case.id == Appointment.case_id)
+            .where(
+                cases.visible_to(user),
+                Appointment.status == scheduling.ACTIVE,
+                Appointment.start >= begins,
+                Appointment.start < begins + timedelta(days=1),
+            )
+            .order_by(Appointment.start, Appointment.id)
+        )
+    ).all()
+    mediator_ids = {a.mediator_id for a, _ in booked}
+    names: dict[str, str] = {}
+    if mediator_ids:
+        found = await session.execute(
+            select(User.id, User.display_name).where(User.id.in_(mediator_ids))
+        )
+        names = {user_id: name for user_id, name in found.all()}
+    return [
+        TodaysSession(
+            appointment=appointment,
+            case=cases.to_read(case, user),
+            mediator_name=names.get(appointment.mediator_id, ""),
+            mine=user.id in (appointment.mediator_id, case.mediator_id),
+        )
+        for appointment, case in booked
+    ]
+
+
+async def _signed_sides(session: AsyncSession, case_ids: list[str]) -> dict[str, set[str]]:
+    """Who has signed the agreement each of these cases is signing."""
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(Agreement.case_id, Signature.side)
+        .join(Signature, Signature.agreement_id == Agreement.id)
+        .where(Agreement.live_case_key.in_(case_ids), Agreement.status == "signing")
+    )
+    signed: dict[str, set[str]] = {}
+    for case_id, side in rows.all():
+        signed.setdefault(case_id, set()).add(side)
+    return signed
+
+
+# --- search --------------------------------------------------------------------------------------
+
+SEARCH_PROBLEM = {
+    (cases.SearchProblem.TOO_SHORT, cases.SearchBy.NAME): N_(
+        "Type at least 2 characters of the name."
+    ),
+    (cases.SearchProblem.TOO_SHORT, cases.SearchBy.CASE_NO): N_(
+        "Type at least the first 6 characters of the case number, such as HJ2026."
+    ),
+    (cases.SearchProblem.PARTIAL_PHONE, cases.SearchBy.PHONE): N_(
+        "To search by phone, enter the full 11-digit mobile number."
+    ),
+    (cases.SearchProblem.TOO_LONG, None): N_(
+        "That is too long to be a case number, a phone number or a name."
+    ),
+}
+SEARCHED_BY = {
+    cases.SearchBy.CASE_NO: N_("Searched by case number"),
+    cases.SearchBy.PHONE: N_("Searched by the borrower's mobile number"),
+    cases.SearchBy.NAME: N_("Searched by the applicant's name"),
+}
+
+
+@router.get("/search")
+async def search(
+    request: Request,
+    user: MediatorPortalUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    q: str = "",
+) -> Response:
+    """Find a case of the institution by its number, the borrower's full phone, or a name."""
+    result = await cases.search(session, settings, user=user, q=q, limit=SEARCH_LIMIT)
+    return page(
+        request,
+        "mediator/search.html",
+        result=result,
+        hits=[(cases.to_read(hit.case, user), hit.phone_masked) for hit in result.hits],
+        problem=SEARCH_PROBLEM.get((result.problem, result.by)) if result.problem else None,
+        searched_by=SEARCHED_BY.get(result.by) if result.by else None,
+        search_limit=SEARCH_LIMIT,
+    )
 
 
 @router.get("/calendar")

@@ -1,7 +1,7 @@
 """Pages for everyone: the landing page, the language switch, signing out."""
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from app import i18n
 from app.db import SessionDep
@@ -10,7 +10,7 @@ from app.portals.common import page, require_form_csrf
 from app.users import service as users
 from app.users.deps import authenticate, clear_session_cookie
 from app.users.models import Role
-from app.web import redirect, safe_next
+from app.web import FRONTEND_DIR, redirect, safe_next
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,6 +27,12 @@ async def index(request: Request, session: SessionDep, settings: SettingsDep) ->
     return page(
         request, "index.html", home=HOME_FOR_ROLE.get(Role(auth.user.role)) if auth else None
     )
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for it on pages that name no icon (a PDF, the JSON API)."""
+    return FileResponse(FRONTEND_DIR / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 @router.get("/lang/{locale}")

@@ -4,6 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile, status
 
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases.deps import BankCase, PartyCase
 from app.cases.documents import read_upload
 from app.db import SessionDep, utcnow
@@ -19,8 +21,9 @@ IMPORT_LIMIT_BYTES = 5 * 1024 * 1024
 
 
 @router.get("/cases/{case_id}/plan", response_model=PlanRead, responses=CASE_ERRORS)
-async def read_plan(case: PartyCase, session: SessionDep) -> PlanRead:
+async def read_plan(case: PartyCase, user: CurrentUser, session: SessionDep) -> PlanRead:
     plan = await ledger.get_plan_or_404(session, case=case)
+    await record_read(session, actor=user, case_id=case.id, what=Read.CASE, detail="plan")
     return await ledger.plan_summary(session, plan=plan, today=ledger.local_today(utcnow()))
 
 
@@ -87,9 +90,10 @@ async def import_payments(
     responses={**CASE_ERRORS, 200: {"content": {"application/pdf": {}}}},
 )
 async def settlement_certificate(
-    case: PartyCase, session: SessionDep, settings: SettingsDep
+    case: PartyCase, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     pdf = await ledger.settlement_certificate(session, settings, case=case)
+    await record_read(session, actor=user, case_id=case.id, what=Read.DOCUMENT, detail="settlement")
     return Response(
         pdf,
         media_type="application/pdf",

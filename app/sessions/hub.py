@@ -379,7 +379,7 @@ class Hub:
                     RoomRow.case_id.in_(list(self.rooms))
                 )
             )
-            latest = dict(rows.tuples().all())
+            latest: dict[str, int] = {case_id: seq for case_id, seq in rows}
         for case_id, seq in latest.items():
             room = self.rooms.get(case_id)
             if room is not None and seq > room.seen_seq:

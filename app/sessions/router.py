@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app import security
+from app.audit.schemas import Read
+from app.audit.service import record_read
 from app.cases import service as cases
 from app.cases.deps import AssignedCase, PartyCase
 from app.cases.models import Case
@@ -86,6 +88,7 @@ async def messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     reader = await service.member(session, case=case, user=user)
+    await record_read(session, actor=user, case_id=case.id, what=Read.MESSAGES)
     return await service.history(session, case_id=case.id, reader=reader, after=since, limit=limit)
 
 

@@ -522,7 +522,8 @@ async def test_withdraw_through_the_form(
     assert f'action="{url}/withdraw"' in page.text
 
     r = await alice.post(
-        f"{url}/withdraw", data={"csrf_token": csrf_of(page.text), "reason": "已与银行自行协商"}
+        f"{url}/withdraw",
+        data={"csrf_token": csrf_of(page.text), "reason": "已与银行自行协商", "confirm": "yes"},
     )
     assert r.status_code == 303
     assert r.headers["location"] == url
@@ -536,10 +537,25 @@ async def test_withdraw_through_the_form(
     assert f'action="{url}/documents"' not in page.text
 
     # A second withdrawal (a stale page) is refused with a message; nothing changes.
-    r = await alice.post(f"{url}/withdraw", data={"csrf_token": csrf_of(page.text)})
+    r = await alice.post(
+        f"{url}/withdraw", data={"csrf_token": csrf_of(page.text), "confirm": "yes"}
+    )
     assert r.status_code == 409
     assert alert_of(r.text) == "案件当前所处阶段不能进行此操作，页面已显示案件的最新状态。"
     assert await event_kinds(env, case["id"]) == ["submitted", "withdrawn"]
+
+
+async def test_withdraw_needs_the_box_ticked(
+    alice: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case = await apply(alice, world.alice)
+    url = f"/borrower/cases/{case['id']}"
+    page = await alice.get(url)
+    r = await alice.post(f"{url}/withdraw", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 422
+    assert alert_of(r.text) == "请勾选确认框，确认您要撤回申请"
+    assert (await load_case(env, case["id"])).status == "submitted"
+    assert await event_kinds(env, case["id"]) == ["submitted"]
 
 
 async def test_withdraw_needs_the_csrf_token(

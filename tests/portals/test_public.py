@@ -223,3 +223,11 @@ async def test_oversize_body_in_a_portal_is_an_html_page(
     assert r.status_code == 413
     assert r.headers["content-type"].startswith("text/html")
     assert "上传的内容过大" in r.text
+
+
+async def test_the_favicon_is_served(client: httpx.AsyncClient) -> None:
+    for url in ("/favicon.ico", "/static/favicon.svg"):
+        r = await client.get(url)
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("image/svg+xml")
+        assert b"<svg" in r.content
