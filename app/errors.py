@@ -4,6 +4,7 @@ API paths get JSON `{detail, code}`; portal paths get an HTML page in the portal
 """
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -95,6 +96,13 @@ _STATUS_CODES = {
 }
 
 
+def _phrase(status: int) -> str | None:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
 def wants_json(request: Request) -> bool:
     path = request.url.path
     return path.startswith("/api/") or path in ("/openapi.json", "/healthz")
@@ -146,7 +154,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": detail, "code": code}, status_code=exc.status_code, headers=exc.headers
             )
-        return render_error_page(request, exc.status_code, code, detail)
+        # Starlette's own detail is the status phrase in English ("Not Found"); the page's
+        # heading already says it, in the reader's language.
+        return render_error_page(
+            request, exc.status_code, code, "" if detail == _phrase(exc.status_code) else detail
+        )
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
