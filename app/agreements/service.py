@@ -121,6 +121,52 @@ async def draft(session: AsyncSession, *, case: Case, offer: Offer, mediator: Us
     return agreement
 
 
+async def preview(session: AsyncSession, *, case: Case, mediator: User) -> dict[str, Any]:
+    """The agreement ending the session agreed would draw up now, as `public_view` shows it.
+
+    Nothing is stored: the mediator checks the terms before ending the session.
+    """
+    if case.status != Status.IN_SESSION:
+        raise Conflict(
+            "Only a session in progress has an agreement to preview", code="not_in_session"
+        )
+    offer = await sessions.accepted_offer(session, case_id=case.id)
+    if offer is None:
+        raise Conflict(
+            "No offer has been accepted yet: the agreement is drawn up from the accepted offer",
+            code="no_accepted_offer",
+        )
+    previous = await session.scalar(
+        select(Agreement.version)
+        .where(Agreement.case_id == case.id)
+        .order_by(Agreement.version.desc())
+        .limit(1)
+    )
+    content = text.build(
+        case=case,
+        offer=offer,
+        mediator_name=mediator.display_name,
+        version=(previous or 0) + 1,
+        drafted_at=utcnow(),
+    )
+    return {
+        "id": None,
+        "version": content["version"],
+        "status": "preview",
+        "content": content,
+        "document_sha256": None,
+        "signatures": [],
+        "awaiting": None,
+        "your_side": None,
+        "your_turn": False,
+        "effective_at": None,
+        "filing_no": None,
+        "sealed_sha256": None,
+        "judicial_deadline": None,
+        "declined": None,
+    }
+
+
 async def _signing(session: AsyncSession, *, case: Case) -> Agreement:
     if case.status != Status.SIGNING:
         raise Conflict("The case has no agreement waiting for signatures", code="not_signing")

@@ -19,7 +19,7 @@ from app.cases.models import Case
 from app.config import Settings
 from app.db import SessionDep
 from app.deps import SettingsDep
-from app.errors import Invalid
+from app.errors import AppError, Invalid
 from app.portals.common import (
     HOME,
     BankPortalUser,
@@ -53,6 +53,7 @@ AGREEMENT_STATUS = {
     "signing": N_("Waiting for signatures"),
     "declined": N_("Declined"),
     "filed": N_("Signed and filed"),
+    "preview": N_("Preview: not drawn up yet"),
 }
 
 
@@ -124,6 +125,27 @@ async def _act(
         on_error=show,
         success_url=f"/{portal}/cases/{case_id}/agreement",
     )
+
+
+@router.get("/mediator/cases/{case_id}/agreement/preview")
+async def preview(
+    case_id: str,
+    request: Request,
+    user: Annotated[User, Depends(portal_user(Role.MEDIATOR))],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """The agreement ending the session agreed would draw up now; nothing is stored."""
+    case = await load_case(session, user, case_id)
+    context = await _context(session, settings, case, user)
+    try:
+        context["agreement"] = await agreements.preview(session, case=case, mediator=user)
+    except AppError as refused:
+        return page(
+            request, "agreement.html", error=refused.message, status=refused.status, **context
+        )
+    await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="preview")
+    return page(request, "agreement.html", **context)
 
 
 @router.post("/borrower/cases/{case_id}/agreement/code")

@@ -51,6 +51,7 @@ DETAIL = {
     "package": N_("judicial confirmation package"),
     "settlement": N_("settlement certificate"),
     "plan": N_("repayment plan"),
+    "preview": N_("preview before the session ended"),
 }
 ABOUT = {
     "bank": N_("The bank's staff"),

@@ -1,7 +1,10 @@
 """The agreement pages: each party reads the draft and signs it through the forms, in order."""
 
 import httpx
+from sqlalchemy import func, select
 
+from app.agreements.models import Agreement
+from app.i18n import format_fen as money
 from tests.agreements.helpers import signing_case
 from tests.helpers import Backend, World
 from tests.portals.util import (
@@ -12,6 +15,8 @@ from tests.portals.util import (
     load_case,
     sign_in_borrower,
 )
+from tests.sessions.helpers import in_room, live_case, serving
+from tests.sessions.test_offers import DEBT_FEN, _terms
 
 
 async def _sign(
@@ -111,3 +116,41 @@ async def test_the_signing_code_is_not_shown_to_a_browser_elsewhere(
         assert sent.status_code == 303 and sent.headers["location"].endswith("?code=sent#sign")
         shown = await remote.get(sent.headers["location"])
         assert 'class="devnote"' not in shown.text
+
+
+async def test_the_mediator_previews_the_agreement_before_ending_the_session(
+    alice: httpx.AsyncClient,
+    mediator: httpx.AsyncClient,
+    bank: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+) -> None:
+    case_id = await live_case(alice, env, world)
+    url = f"/mediator/cases/{case_id}/agreement/preview"
+    # No accepted offer yet: nothing to preview, said plainly.
+    r = await mediator.get(url)
+    assert r.status_code == 409
+    assert "接受" in alert_of(r.text)
+
+    async with serving(env.app) as host, in_room(host, case_id, world) as (borrower, bank_ws, _):
+        ack = await bank_ws.act("offer", terms=_terms(installments=7))
+        assert ack["type"] == "ack", ack
+        offer = await borrower.expect(lambda f: f.get("kind") == "offer")
+        answer = await borrower.act(
+            "respond", offer_id=offer["payload"]["offer_id"], response="accept"
+        )
+        assert answer["type"] == "ack", answer
+
+    r = await mediator.get(url)
+    assert r.status_code == 200, r.text
+    assert "预览" in r.text
+    assert money(DEBT_FEN) in r.text  # the accepted total, in the terms
+    assert r.text.count("<tr><td>7</td>") == 1  # and its schedule of 7 payments
+    assert 'name="code"' not in r.text  # nothing to sign in a preview
+    # Nothing was drawn up: the case is still in session and has no agreement.
+    assert (await load_case(env, case_id)).status == "in_session"
+    async with env.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Agreement)) == 0
+    # Only the mediator's portal has it.
+    assert (await bank.get(url)).status_code == 403
+    assert (await alice.get(url)).status_code == 403
