@@ -16,6 +16,7 @@ from app.audit.schemas import Read
 from app.audit.service import record_read
 from app.cases import service as cases
 from app.cases.models import Case
+from app.cases.states import Status
 from app.config import Settings
 from app.db import SessionDep
 from app.deps import SettingsDep
@@ -36,6 +37,7 @@ from app.portals.labels import N_
 from app.repayment.models import Plan
 from app.sessions import service as sessions
 from app.users.models import Role, User
+from app.web import redirect
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,6 +139,9 @@ async def preview(
 ) -> Response:
     """The agreement ending the session agreed would draw up now; nothing is stored."""
     case = await load_case(session, user, case_id)
+    if case.status != Status.IN_SESSION:
+        # The session is over (or not begun): the agreement page says what there is.
+        return redirect(f"/mediator/cases/{case_id}/agreement")
     context = await _context(session, settings, case, user)
     try:
         context["agreement"] = await agreements.preview(session, case=case, mediator=user)

@@ -151,6 +151,16 @@ async def test_the_mediator_previews_the_agreement_before_ending_the_session(
     assert (await load_case(env, case_id)).status == "in_session"
     async with env.session() as s:
         assert await s.scalar(select(func.count()).select_from(Agreement)) == 0
+    # Once the session has ended, the preview gives way to the agreement itself.
+    r = await alice.post(
+        f"/api/v1/cases/{case_id}/session/end",
+        json={"outcome": "agreed"},
+        headers=world.mediator.headers,
+    )
+    assert r.status_code == 200, r.text
+    r = await mediator.get(url)
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/mediator/cases/{case_id}/agreement"
     # Only the mediator's portal has it.
     assert (await bank.get(url)).status_code == 403
     assert (await alice.get(url)).status_code == 403
