@@ -358,6 +358,99 @@ def _repayment_import(settings: Settings, path: Path, *, username: str) -> None:
     print(_run(work).model_dump_json())
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    """`hejie import accounts FILE --bank CODE`: a portfolio of overdue accounts."""
+    import csv
+    import hashlib
+
+    import app.models  # noqa: F401  (every table, for the foreign keys' targets)
+    from app import runtime
+    from app.batch import importer
+    from app.batch.models import PortfolioImport
+    from app.orgs import service as orgs
+
+    settings = get_settings()
+    # As in the app: the checking thread and the database driver's thread hand the GIL over
+    # within 1 ms (CPython's default 5 ms made the import ~20% slower on SQLite).
+    sys.setswitchinterval(runtime.SWITCH_INTERVAL_SECONDS)
+    path = Path(args.file)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+    def progress(counts: importer.Counts, total: int | None) -> None:
+        if total:
+            share = min(counts.done / total, 1.0)
+            bar = "#" * int(share * 30)
+            line = f"\r[{bar:<30}] {counts.done:,}/{total:,} rows ({share:.0%})"
+        else:
+            line = f"\r{counts.done:,} rows"
+        print(line, end="", file=sys.stderr, flush=True)
+
+    async def work() -> tuple[PortfolioImport, importer.Counts, list[Any]]:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                bank = await orgs.get_bank_by_code(session, code=args.bank)
+                if bank is None:
+                    raise SystemExit(f"error: no bank with code {args.bank}")
+                record = await importer.begin(
+                    session,
+                    bank_id=bank.id,
+                    created_by=None,
+                    filename=path.name,
+                    file_sha256=digest.hexdigest(),
+                )
+                await session.commit()
+            counts = await importer.run_import(
+                engine,
+                settings.secret_key,
+                import_id=record.id,
+                path=path,
+                progress=progress if sys.stderr.isatty() or args.progress else None,
+            )
+            async with make_sessionmaker(engine)() as session:
+                finished = await session.get(PortfolioImport, record.id)
+                assert finished is not None
+                problems = await importer.problems(session, import_id=record.id)
+                return finished, counts, problems
+        finally:
+            await engine.dispose()
+
+    finished, counts, problems = asyncio.run(work())
+    print(file=sys.stderr)
+    summary: dict[str, Any] = {
+        "import_id": finished.id,
+        "status": finished.status,
+        "rows": counts.done,
+        "created": counts.created,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "failed": counts.failed,
+    }
+    rows = [
+        {"line": p.line, "field": p.field, "code": p.code, "reason": p.reason} for p in problems
+    ]
+    if args.problems:
+        with open(args.problems, "w", encoding="utf-8-sig", newline="") as report:
+            writer = csv.DictWriter(report, fieldnames=list(importer.PROBLEM_HEADER))
+            writer.writeheader()
+            writer.writerows(rows)
+        summary["problems_file"] = args.problems
+    else:
+        summary["problems"] = rows
+    if finished.failure:
+        summary["failure"] = finished.failure
+    print(json.dumps(summary, ensure_ascii=False))
+    if finished.status != "done":
+        raise SystemExit(1)
+
+
 def _positive_int(raw: str) -> int:
     try:
         value = int(raw)
@@ -468,6 +561,22 @@ def build_parser() -> argparse.ArgumentParser:
     pay_import.add_argument("file", help="the CSV file (UTF-8)")
     pay_import.add_argument("--user", required=True, help="the bank staff username recording it")
     pay_import.set_defaults(func=cmd_repayment)
+
+    imports = sub.add_parser("import", help="import a bank's portfolio of overdue accounts")
+    imports_sub = imports.add_subparsers(dest="action", required=True)
+    accounts = imports_sub.add_parser(
+        "accounts",
+        help="import accounts from a CSV (UTF-8 or GB18030) or XLSX; prints a JSON summary",
+    )
+    accounts.add_argument("file", help="the CSV or XLSX file")
+    accounts.add_argument("--bank", required=True, help="the bank's code")
+    accounts.add_argument(
+        "--problems", help="write the refused rows to this CSV (default: in the JSON summary)"
+    )
+    accounts.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not a terminal"
+    )
+    accounts.set_defaults(func=cmd_import)
     return parser
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     otp_max_attempts: int = 5
     otp_max_per_hour: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Portfolio imports (POST /api/v1/imports, /bank/imports) only: 300,000 rows are 30-40 MB.
+    # The file is streamed to disk, never held in memory, so this bounds disk, not RAM.
+    max_import_bytes: int = 100 * 1024 * 1024
     # Websocket origins allowed besides the page's own (behind a proxy that rewrites Host),
     # comma-separated, e.g. "https://hejie.example.cn,https://m.hejie.example.cn".
     allowed_origins: str = ""

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import security
 from app.agreements import service as agreements
 from app.agreements.models import Signature
+from app.batch import importer
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
@@ -22,7 +23,6 @@ from app.cases.states import Status, transition
 from app.config import Settings
 from app.db import utcnow
 from app.i18n import SHANGHAI
-from app.loans.models import LoanAccount
 from app.orgs import service as orgs
 from app.repayment import ledger
 from app.review import service as review
@@ -32,7 +32,7 @@ from app.sessions import service as rooms
 from app.sessions.models import Offer
 from app.users import service as users
 from app.users.models import Role, User
-from app.validation import id_check_char, mask_id_number, mask_phone
+from app.validation import id_check_char, mask_phone
 
 INSTITUTION = ("HJTJ", "和解在线调解中心")
 BANKS = (("DEMO", "示范银行"), ("EAST", "东方示范银行"))
@@ -195,29 +195,30 @@ async def _borrower(session: AsyncSession, settings: Settings, b: DemoBorrower) 
         session.add(user)
     bank = await orgs.get_bank_by_code(session, code=b.bank)
     assert bank is not None
-    exists = await session.scalar(
-        select(LoanAccount.id).where(
-            LoanAccount.bank_id == bank.id, LoanAccount.account_ref == b.account_ref
-        )
-    )
-    if exists is None:
-        session.add(
-            LoanAccount(
-                bank_id=bank.id,
+    # Through the portfolio import's upsert, as a bank's file would arrive: encrypted, hashed,
+    # tiered and banded; a second run finds the same digest and changes nothing.
+    await importer.upsert_accounts(
+        session,
+        security.FieldSealer(settings.secret_key),
+        bank_id=bank.id,
+        rows=[
+            importer.CleanRow(
+                line=0,
                 account_ref=b.account_ref,
                 product=b.product,
                 borrower_name=b.name,
-                id_number_encrypted=security.encrypt_field(settings.secret_key, b.id_number),
-                id_number_hash=security.keyed_hash(settings.secret_key, "id-number", b.id_number),
-                id_number_masked=mask_id_number(b.id_number),
-                phone_encrypted=security.encrypt_field(settings.secret_key, b.phone),
+                id_number=b.id_number,
+                phone=b.phone,
                 principal_fen=b.principal_fen,
                 interest_fen=b.interest_fen,
                 fees_fen=b.fees_fen,
                 days_overdue=b.days_overdue,
                 last_payment_date=date(2026, 6, 15),
             )
-        )
+        ],
+        import_id=None,
+        counts=importer.Counts(),
+    )
     await session.flush()
     return user
 

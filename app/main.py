@@ -14,6 +14,9 @@ from sqlalchemy import text
 from app import logs, runtime
 from app.agreements.router import router as agreements_router
 from app.audit.router import router as audit_router
+from app.batch import campaign_router, import_router
+from app.batch.fastpath_router import router as fastpath_router
+from app.batch.policy_router import router as policy_router
 from app.cases.router import router as cases_router
 from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
@@ -24,6 +27,10 @@ from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
 from app.orgs.router import router as orgs_router
 from app.portals import agreement, bank, borrower, mediator, public, rights, room, staff, verify
+from app.portals import batch_import as import_pages
+from app.portals import batch_policy as policy_pages
+from app.portals import campaigns as campaign_pages
+from app.portals import fastpath as fastpath_pages
 from app.portals import ledger as ledger_pages
 from app.registry import keys as registry_keys
 from app.registry.router import router as registry_router
@@ -107,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(reports_router)
     api.include_router(audit_router)
     api.include_router(complaints_router)
+    api.include_router(campaign_router.router)
+    api.include_router(import_router.router)
+    api.include_router(policy_router)
+    api.include_router(fastpath_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["operations"])
@@ -124,10 +135,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for portal in (public, staff, borrower, mediator, bank, room, agreement, ledger_pages, verify):
         app.include_router(portal.router)
     app.include_router(rights.router)
+    app.include_router(import_pages.router)
+    app.include_router(campaign_pages.router)
+    app.include_router(policy_pages.router)
+    app.include_router(fastpath_pages.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
+        larger=dict.fromkeys(
+            import_router.UPLOAD_PATHS, settings.max_import_bytes + UPLOAD_OVERHEAD_BYTES
+        ),
+    )
     # Outside the size cap (which signals by exception), inside the headers.
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders, hsts=not settings.is_dev)

@@ -2,6 +2,7 @@
 
 from app.agreements.models import Agreement, Signature
 from app.audit.models import AccessRecord
+from app.batch.models import Campaign, ImportProblem, Invitation, OfferPolicy, PortfolioImport
 from app.cases.models import Case, CaseEvent, Document
 from app.complaints.models import Complaint
 from app.db import Base
@@ -21,19 +22,24 @@ __all__ = [
     "Appointment",
     "Bank",
     "Base",
+    "Campaign",
     "Case",
     "CaseEvent",
     "Complaint",
     "Document",
+    "ImportProblem",
     "Installment",
     "Institution",
+    "Invitation",
     "KeyLock",
     "LoanAccount",
     "Message",
     "Offer",
+    "OfferPolicy",
     "OutboxMessage",
     "Payment",
     "Plan",
+    "PortfolioImport",
     "RegistryEntry",
     "RescheduleApproval",
     "RevokedToken",

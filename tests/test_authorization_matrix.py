@@ -3,6 +3,7 @@
 A new endpoint without an entry in EXPECTED fails `test_every_operation_has_an_entry`.
 """
 
+import asyncio
 import io
 import itertools
 from datetime import datetime
@@ -27,6 +28,8 @@ PUBLIC = dict.fromkeys(
 SIGNED_IN = {**PUBLIC, "anon": "401"}
 BORROWERS_ONLY = {**dict.fromkeys(PUBLIC, "403"), "anon": "401", "owner": "ok", "stranger": "ok"}
 CASE_READ = {"owner": "ok", "bank": "ok", "mediator": "ok"}
+BANK_OWN = {**dict.fromkeys(PUBLIC, "403"), "anon": "401", "other_bank": "ok", "bank": "ok"}
+BANK_CAMPAIGN = {**dict.fromkeys(PUBLIC, "403"), "anon": "401", "other_bank": "404", "bank": "ok"}
 EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/healthz"): PUBLIC,
     ("POST", "/api/v1/auth/otp"): PUBLIC,
@@ -110,6 +113,31 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "other_bank": "ok",
         "bank": "ok",
     },
+    # Portfolio imports: bank staff only; another bank's import is not found.
+    ("POST", "/api/v1/imports"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_bank": "ok",
+        "bank": "ok",
+    },
+    ("GET", "/api/v1/imports"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_bank": "ok",
+        "bank": "ok",
+    },
+    ("GET", "/api/v1/imports/{import_id}"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_bank": "404",
+        "bank": "ok",
+    },
+    ("GET", "/api/v1/imports/{import_id}/problems.csv"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_bank": "404",
+        "bank": "ok",
+    },
     ("GET", "/api/v1/cases/{case_id}/agreement"): CASE_READ,
     ("GET", "/api/v1/cases/{case_id}/agreement.pdf"): CASE_READ,
     ("POST", "/api/v1/cases/{case_id}/agreement/otp"): {
@@ -136,6 +164,39 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         **dict.fromkeys(PUBLIC, "403"),
         "anon": "401",
         "other_inst": "ok",
+        "mediator": "ok",
+    },
+    # Bank staff only, each on their own bank's campaigns; another bank's is not found.
+    ("GET", "/api/v1/campaigns"): BANK_OWN,
+    ("POST", "/api/v1/campaigns"): BANK_OWN,
+    ("GET", "/api/v1/campaigns/{campaign_id}"): BANK_CAMPAIGN,
+    ("POST", "/api/v1/campaigns/{campaign_id}/send"): BANK_CAMPAIGN,
+    # Public (the code is the capability): the matrix's unknown code is not found for anyone.
+    ("POST", "/api/v1/invitations/{code}/opt-out"): dict.fromkeys(PUBLIC, "404"),
+    # Offer policies: bank staff, each on their own bank's grid.
+    ("GET", "/api/v1/offer-policies"): BANK_OWN,
+    ("PUT", "/api/v1/offer-policies/{tier}/{band}"): BANK_OWN,
+    # The invited borrower only; the matrix's unknown code is not found for any borrower.
+    ("GET", "/api/v1/invitations/{code}"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "owner": "404",
+        "stranger": "404",
+    },
+    ("POST", "/api/v1/invitations/{code}/accept"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "owner": "404",
+        "stranger": "404",
+    },
+    ("POST", "/api/v1/cases/{case_id}/fast-path/approve"): {
+        "owner": "403",
+        "bank": "403",
+        "mediator": "ok",
+    },
+    ("POST", "/api/v1/cases/{case_id}/fast-path/to-session"): {
+        "owner": "ok",
+        "bank": "403",
         "mediator": "ok",
     },
     ("POST", "/api/v1/complaints/{complaint_id}/resolve"): {
@@ -183,12 +244,28 @@ def _body(method: str, path: str) -> dict[str, Any]:
     if path == "/api/v1/payments/import":
         header = b"loan_reference,amount,paid_on,reference\n"
         return {"files": {"file": ("payments.csv", io.BytesIO(header), "text/csv")}}
+    if path == "/api/v1/imports":
+        header = b"loan_reference,product,borrower_name,id_number,phone,principal,interest,fees\n"
+        return {"files": {"file": ("accounts.csv", io.BytesIO(header), "text/csv")}}
     if path.endswith("/agreement/sign"):
         return {"json": {"otp": "000000"}}
     if path.endswith("/complaints") and method == "POST":
         return {"json": {"about": "bank", "text": "催收电话态度恶劣"}}
+    if path == "/api/v1/campaigns" and method == "POST":
+        return {"json": {"name": "matrix", "selection": {"tiers": ["M2"]}}}
     if path.endswith("/resolve"):
         return {"json": {"note": "已核实并提醒相关人员"}}
+    if path.startswith("/api/v1/offer-policies/"):
+        limits = {"max_installments": 12, "max_deferral_months": 0, "min_monthly_fen": 0}
+        return {"json": {"max_waiver_bp": 0, **limits}}
+    if path.endswith("/invitations/{code}/accept"):
+        consent = {"personal_info": True, "sensitive_info": True}
+        figures = {"monthly_income_fen": 1, "monthly_expenses_fen": 0}
+        return {"json": {"plan": 0, "consent": consent, "hardship_reason": "other", **figures}}
+    if path.endswith("/fast-path/approve"):
+        return {"json": {"identity_ok": True, "voluntary": True}}
+    if path.endswith("/fast-path/to-session"):
+        return {"json": {"reason": "希望面谈"}}
     if path.endswith("/agreement/decline"):
         return {"json": {"reason": "条款需再商量"}}
     if path.endswith("/no-show"):
@@ -251,11 +328,30 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
             **_body("POST", "/complaints"),
         )
         complaint_id = r.json()["id"]
+    campaign_id = "0" * 32
+    if "{campaign_id}" in path:
+        r = await client.post(
+            "/api/v1/campaigns",
+            headers=world.bank_demo.headers,
+            **_body("POST", "/api/v1/campaigns"),
+        )
+        campaign_id = r.json()["id"]
+    import_id = "0" * 32
+    if "{import_id}" in path:
+        r = await client.post(
+            "/api/v1/imports", headers=world.bank_demo.headers, **_body("POST", "/api/v1/imports")
+        )
+        import_id = r.json()["id"]
     url = path.format(
         case_id=case["id"],
+        import_id=import_id,
         document_id=doc["id"],
         filing_no="HJ-2026-000001",
         complaint_id=complaint_id,
+        campaign_id=campaign_id,
+        code="matrix-unknown-code",
+        tier="M1",
+        band="small",
     )
     actors: dict[str, Actor | None] = {
         "anon": None,
@@ -275,3 +371,11 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
         client.cookies.clear()
         got = "ok" if _ok(method, path, r) else str(r.status_code)
         assert got == expected, f"{caller} {method} {path}: {r.status_code} {r.text[:200]}"
+    if path.startswith("/api/v1/imports"):
+        # Uploads import in the background: let them finish before the tables are emptied.
+        for officer in (world.bank_demo, world.bank_east):
+            for _ in range(200):
+                listed = (await client.get("/api/v1/imports", headers=officer.headers)).json()
+                if all(i["status"] != "running" for i in listed):
+                    break
+                await asyncio.sleep(0.05)

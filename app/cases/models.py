@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.cases.states import Status
@@ -22,6 +22,10 @@ class Case(Base):
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     mediator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
     loan_account_id: Mapped[str | None] = mapped_column(ForeignKey("loan_accounts.id"))
+    # Batch mediation: the case came from this invitation, and took the fast path (a
+    # pre-approved offer accepted without a live session).
+    invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"))
+    fast_path: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The card or loan number as the borrower gave it (the bank's own is on loan_account).
     account_ref: Mapped[str | None] = mapped_column(String(64))
     # Set while the case is open, cleared when it closes: one open case per borrower and account.

@@ -131,6 +131,9 @@ class CaseRead(BaseModel):
     account_ref: str | None
     # None for the borrower: whether the bank holds a matching account is not disclosed to them.
     loan_account_linked: bool | None
+    # Batch mediation: a pre-approved offer accepted from an invitation, checked by a mediator on
+    # one page and signed without a live session (unless moved to one).
+    fast_path: bool = False
     full_name: str
     id_number_masked: str
     hardship_reason: str

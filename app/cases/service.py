@@ -237,6 +237,7 @@ def to_read(case: Case, user: User, *, appointment: AppointmentBrief | None = No
         # Whether the bank holds a matching account is the bank's information, not the
         # applicant's: telling an applicant would let anyone with an ID number probe it.
         loan_account_linked=None if user.role == Role.BORROWER else case.loan_account is not None,
+        fast_path=case.fast_path,
         full_name=case.full_name,
         id_number_masked=case.id_number_masked,
         hardship_reason=case.hardship_reason,

@@ -34,7 +34,9 @@ S = Status
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.SUBMITTED: frozenset({S.INFO_REQUESTED, S.ACCEPTED, S.REJECTED, S.WITHDRAWN}),
     S.INFO_REQUESTED: frozenset({S.SUBMITTED, S.REJECTED, S.WITHDRAWN}),
-    S.ACCEPTED: frozenset({S.SCHEDULED, S.WITHDRAWN}),
+    # accepted → signing: only a fast-path case (a pre-approved offer accepted from an
+    # invitation), after the mediator's one-page check; see FAST_PATH_ONLY.
+    S.ACCEPTED: frozenset({S.SCHEDULED, S.SIGNING, S.WITHDRAWN}),
     S.SCHEDULED: frozenset({S.ACCEPTED, S.IN_SESSION, S.NO_SHOW, S.WITHDRAWN}),
     S.NO_SHOW: frozenset({S.SCHEDULED, S.FAILED, S.WITHDRAWN}),
     S.IN_SESSION: frozenset({S.SIGNING, S.FAILED, S.WITHDRAWN}),
@@ -44,6 +46,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.FAILED: frozenset(),
     S.WITHDRAWN: frozenset(),
 }
+
+# Moves allowed only for a case on the fast path (`Case.fast_path`): no live session.
+FAST_PATH_ONLY = frozenset({(S.ACCEPTED, S.SIGNING)})
 
 # Every case starts here.
 INITIAL = S.SUBMITTED
@@ -76,6 +81,11 @@ async def transition(
     if not can_transition(current, target):
         raise Conflict(
             f"A case in status '{current}' cannot move to '{target}'",
+            code="illegal_transition",
+        )
+    if (current, target) in FAST_PATH_ONLY and not case.fast_path:
+        raise Conflict(
+            f"Only a fast-path case moves from '{current}' to '{target}'",
             code="illegal_transition",
         )
     values: dict[str, object] = {"status": target}

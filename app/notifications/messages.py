@@ -129,3 +129,12 @@ def repayment_defaulted(case_no: str) -> str:
         f"{SENDER}您好，您调解协议（编号 {case_no}）的还款计划有多期未按时还款，"
         f"按协议约定剩余款项现已到期。如有困难，欢迎登录平台与调解员沟通。"
     )
+
+
+def invitation(bank_name: str, *, link: str) -> str:
+    # Sent to the phone the bank imported, before the borrower has ever signed in: no name, no
+    # amount, and the way to stop is in the same text (the link's page offers it).
+    return (
+        f"{SENDER}您好，{bank_name}邀请您通过本平台在线调解、协商还款，详情：{link} 。"
+        "如不想再收到邀请，可打开链接退订。"
+    )

@@ -12,15 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agreements import service as agreements
+from app.batch.affordability import ProposedPlan, sustainable_monthly_fen
+from app.batch.affordability import propose as propose_plans
 from app.cases import service as cases
 from app.cases.consent import TERMS
 from app.cases.models import Case
-from app.cases.schemas import CaseCreate, CaseRead, Withdraw
+from app.cases.schemas import MAX_FEN, CaseCreate, CaseRead, Withdraw
 from app.cases.states import Status
 from app.db import SessionDep, utcnow
 from app.deps import SettingsDep
 from app.errors import AppError, Invalid
-from app.i18n import format_fen, format_local_time
+from app.i18n import SHANGHAI, format_fen, format_local_time
 from app.orgs.models import Bank
 from app.portals.common import (
     BorrowerPortalUser,
@@ -435,6 +437,8 @@ class Affordability:
 
     income_fen: int
     expenses_fen: int
+    hardship_reason: str | None = None
+    claimed_debt_fen: int | None = None
 
     @property
     def left_fen(self) -> int:
@@ -445,6 +449,34 @@ class Affordability:
         """How much the expenses pass the income by; 0 when something is left."""
         return max(0, -self.left_fen)
 
+    @property
+    def sustainable_fen(self) -> int:
+        """What is left, less the reserve the affordability engine keeps (batch.affordability)."""
+        return sustainable_monthly_fen(
+            income_fen=self.income_fen,
+            expenses_fen=self.expenses_fen,
+            hardship_reason=self.hardship_reason,
+        )
+
+    @property
+    def plan(self) -> ProposedPlan | None:
+        """At the sustainable amount, the shortest plan for the debt as the borrower states it.
+
+        No policy: the bank and the tier are not known before the bank confirms the debt, so
+        nothing is waived and the whole debt counts as principal.
+        """
+        if not self.claimed_debt_fen or self.sustainable_fen <= 0:
+            return None
+        found = propose_plans(
+            debt_principal_fen=self.claimed_debt_fen,
+            debt_interest_fen=0,
+            debt_fees_fen=0,
+            monthly_fen=self.sustainable_fen,
+            policy=None,
+            today=utcnow().astimezone(SHANGHAI).date(),
+        )
+        return found[0] if found else None
+
 
 def affordability(values: Mapping[str, str]) -> Affordability | None:
     """The preview of what the borrower typed, when both amounts read as yuan; else None."""
@@ -454,7 +486,13 @@ def affordability(values: Mapping[str, str]) -> Affordability | None:
         return None
     if income < 0 or expenses < 0:
         return None
-    return Affordability(income_fen=income, expenses_fen=expenses)
+    debt = yuan_to_fen(values.get("claimed_debt_yuan", ""))
+    return Affordability(
+        income_fen=income,
+        expenses_fen=expenses,
+        hardship_reason=values.get("hardship_reason") or None,
+        claimed_debt_fen=debt if isinstance(debt, int) and 0 < debt <= MAX_FEN else None,
+    )
 
 
 # Why a preview shows no figure, by the field that does not read as an amount.

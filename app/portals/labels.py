@@ -62,6 +62,19 @@ EVENT = {
     "session_started": N_("Mediation session started"),
     "session_agreed": N_("Session ended with an agreement"),
     "session_failed": N_("Session ended without an agreement"),
+    "agreement_signed_borrower": N_("The borrower signed the agreement"),
+    "agreement_signed_bank": N_("The bank signed the agreement"),
+    "agreement_signed_mediator": N_("The mediator signed the agreement as witness"),
+    "agreement_declined": N_("The agreement was declined"),
+    "agreement_filed": N_("Agreement filed"),
+    "payment_recorded": N_("Payment recorded"),
+    "plan_completed": N_("Repayment plan completed"),
+    "plan_defaulted": N_("Repayment plan defaulted"),
+    "fast_path_offer_accepted": N_("Pre-approved offer accepted"),
+    "voluntariness_confirmed": N_("Voluntariness confirmed"),
+    "fast_path_approved": N_("Accepted on the fast path"),
+    "fast_path_to_signing": N_("Sent to signing without a session"),
+    "fast_path_to_session": N_("Moved to a mediation session"),
 }
 
 ROLE = {
@@ -100,6 +113,10 @@ REFUSAL = {
     "file_too_large": N_("The file is too large."),
     "unknown_bank": N_("Choose a bank from the list."),
     "not_schedulable": N_("Session times can be offered only on an accepted case."),
+    "outside_policy": N_(
+        "These terms are outside what the bank pre-approves; ask for a mediation session to "
+        "negotiate them."
+    ),
 }
 
 # Pydantic's own messages that people meet in the portal forms.

@@ -12,11 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.batch import affordability
+from app.batch import policy as offer_policy
 from app.cases import service as cases
 from app.cases.models import Case
 from app.db import SessionDep, utcnow
 from app.errors import Conflict
 from app.i18n import SHANGHAI
+from app.loans.service import amount_band
 from app.portals import labels
 from app.portals.common import (
     BankPortalUser,
@@ -250,6 +253,8 @@ async def _room_page(
     }
     if mode == "live":
         context.update(_composer_defaults(case))
+        if who.side == Side.MEDIATOR:
+            context["suggested"] = await suggested_plans(session, case)
         context["client_text"] = {
             "text": {key: _(value) for key, value in CLIENT_TEXT.items()},
             "errors": {key: _(value) for key, value in CLIENT_ERRORS.items()},
@@ -289,6 +294,42 @@ def _composer_defaults(case: Case) -> dict[str, Any]:
         "max_installments": plans.MAX_INSTALLMENTS,
         "max_deferral": plans.MAX_DEFERRAL_MONTHS,
         "max_mute": sessions.MAX_MUTE_MINUTES,
+    }
+
+
+async def suggested_plans(session: AsyncSession, case: Case) -> dict[str, Any] | None:
+    """For the mediator: what the borrower can sustainably pay, and the plans that fit it inside
+    the bank's offer policy for the case's tier and band (none set: no waiver, up to 60 months)."""
+    if case.principal_fen is None:
+        return None
+    debt = sessions.debt_of(case)
+    band = (
+        case.loan_account.band
+        if case.loan_account and case.loan_account.band
+        else amount_band(debt.total_fen)
+    )
+    found = await offer_policy.policy_for(
+        session, bank_id=case.bank_id, tier=case.overdue_tier, band=band
+    )
+    monthly = affordability.sustainable_monthly_fen(
+        income_fen=case.monthly_income_fen,
+        expenses_fen=case.monthly_expenses_fen,
+        hardship_reason=case.hardship_reason,
+    )
+    return {
+        "monthly_fen": monthly,
+        "buffer_percent": int(affordability.buffer_share(case.hardship_reason) * 100),
+        "policy": found,
+        "tier": case.overdue_tier,
+        "band": band,
+        "plans": affordability.propose(
+            debt_principal_fen=debt.principal_fen,
+            debt_interest_fen=debt.interest_fen,
+            debt_fees_fen=debt.fees_fen,
+            monthly_fen=monthly,
+            policy=found,
+            today=utcnow().astimezone(SHANGHAI).date(),
+        ),
     }
 
 

@@ -43,6 +43,9 @@ TEXTS: dict[str, Callable[[], str]] = {
     ),
     "repayment_completed": lambda: messages.repayment_completed("HJ20260302-0001"),
     "repayment_defaulted": lambda: messages.repayment_defaulted("HJ20260302-0001"),
+    "invitation": lambda: messages.invitation(
+        "东方示范银行", link="https://hejie.example.cn/borrower/invitations/AbCdEfGhIjKlMnOp"
+    ),
 }
 
 
@@ -68,3 +71,12 @@ def test_each_text_names_the_sender_and_never_threatens(kind: str) -> None:
 
 def test_times_are_shown_in_shanghai() -> None:
     assert "3月2日 10:00" in messages.slot_booked("X", start=START)
+
+
+def test_the_invitation_names_the_bank_the_link_and_how_to_stop() -> None:
+    link = "https://hejie.example.cn/borrower/invitations/AbCdEfGhIjKlMnOp"
+    text = messages.invitation("示范银行", link=link)
+    assert "示范银行" in text and link in text
+    assert "退订" in text
+    # A space or full stop after the link, so a phone does not take the text into the URL.
+    assert f"{link} " in text

@@ -1130,6 +1130,20 @@
     dueLimits();
     updatePreview();
 
+    // The mediator's suggested plans (server-rendered): "Use this plan" fills the form.
+    Array.prototype.forEach.call(document.querySelectorAll('.suggestion-fill'), function (button) {
+      button.addEventListener('click', function () {
+        totalInput.value = fenToYuan(parseInt(button.dataset.total, 10));
+        waiverInput.value = fenToYuan(parseInt(button.dataset.waiver, 10));
+        countInput.value = button.dataset.installments;
+        deferralInput.value = button.dataset.deferral;
+        dueInput.value = button.dataset.firstDue;
+        dueLimits();
+        updatePreview();
+        totalInput.focus();
+      });
+    });
+
     var offerTerms = function () {
       var problems = [];
       var total = parseYuan(totalInput.value);

@@ -1,0 +1,759 @@
+"""Campaigns: a bank invites a selection of its imported accounts to mediation, in rounds.
+
+Called by `campaign_router` (bank staff; the opt-out is public, its code being the capability)
+and by the bank portal's campaign pages.
+
+A campaign's selection is a filter (tiers, bands, products, optionally one import) over the
+bank's accounts, read again at every round: an account imported later that matches is invited by
+the next round. An account's `Invitation` row is made the first time it is sent, with a fresh
+random code for its link (the code names the invitation; it grants nothing).
+
+A round queues one SMS per account that is not suppressed. Suppressed, the first that applies:
+- `opted_out`: the account's borrower opted out (`opted_out_at`, set through any invitation's
+  stop link of that bank to that phone);
+- `paid`: the bank marked the account paid off (`paid_off_at`), or a case about the account has
+  a repayment plan that is completed;
+- `applied`: a case came from an invitation of the account (any campaign, whatever became of
+  it: the borrower has answered), or the account has a case still open (not rejected, failed or
+  withdrawn);
+- `no_phone`: the bank gave no phone for it;
+- `cap`: it was sent `max_sends` (3) times in this campaign already.
+Rounds are at least `ROUND_GAP` apart (the campaign's lock and its last round decide it), so a
+double click or two officers at once never double an invitation: the second gets 409.
+
+The SMS goes through the outbox, planned by the lawful-contact rules (`contact_rules`): held in
+quiet hours and counted against the borrower's daily cap together with everything else planned
+for that phone (or for the borrower's account, when they have signed in before).
+
+The view, by the account's overdue tier: selected (matching now), opted out, invited (sent at
+least once), opened (the link was opened), applied (a case came from the invitation), settled
+(that case reached an agreement: signing or filed), filed; the selection's debt, and what the
+filed agreements have repaid and waived. Outliers are the bank's filed agreements (all of them,
+this campaign's listed first) that break the offer policy of their tier and band
+(`policy.breaches`), or whose waiver share (waived ÷ the whole debt) is over 2× or under 0.5×
+their tier's median, or whose months (installments + deferral) are over 1.5× the median; a
+median needs MIN_PEERS agreements, and a share within MIN_WAIVER_GAP_BP of it never stands out.
+Each with its mediator, and each mediator's figures beside them: a fairness check.
+"""
+
+import secrets
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app import locking, security
+from app.agreements.models import Agreement
+from app.batch import policy
+from app.batch.campaign_schemas import (
+    CampaignCreate,
+    CampaignRead,
+    CampaignView,
+    MediatorFigures,
+    OptOutResult,
+    Outlier,
+    RoundResult,
+    Selection,
+    TierFigures,
+)
+from app.batch.models import Campaign, Invitation, OfferPolicy, PortfolioImport
+from app.cases.models import Case
+from app.cases.states import CLOSED, Status
+from app.config import Settings
+from app.db import looks_like_id
+from app.errors import Conflict, Forbidden, NotFound
+from app.loans.models import LoanAccount
+from app.loans.service import amount_band
+from app.notifications import contact_rules, messages
+from app.notifications.models import OutboxMessage, OutboxStatus
+from app.orgs.models import Bank
+from app.repayment.models import Plan
+from app.sessions.models import Offer
+from app.users.models import Role, User
+
+ROUND_GAP = timedelta(hours=24)
+INVITATION_KIND = "invitation"
+CHUNK = 500
+TIERS = ("M1", "M2", "M3")
+UNKNOWN_TIER = "unknown"
+# A case that reached an agreement: drawn up and being signed, or filed.
+SETTLED = (Status.SIGNING, Status.FILED)
+
+# Outliers (see `outliers`): against the median of the same tier's filed agreements of the bank.
+WAIVER_HIGH = Decimal(2)
+WAIVER_LOW = Decimal("0.5")
+MONTHS_LONG = Decimal("1.5")
+# A median of fewer agreements says nothing about fairness.
+MIN_PEERS = 3
+# Shares this close to the median are never outliers (0 waived against a median of 0.3%).
+MIN_WAIVER_GAP_BP = 200
+OUTLIERS_SHOWN = 100
+
+
+def _bank_id(user: User) -> str:
+    if user.role != Role.BANK_STAFF or not user.bank_id:
+        raise Forbidden("Only bank staff run campaigns", code="role_forbidden")
+    return user.bank_id
+
+
+# --- the selection -------------------------------------------------------------------------------
+
+
+def _selected(campaign: Campaign) -> list[ColumnElement[bool]]:
+    selection = Selection.model_validate(campaign.selection or {})
+    clauses: list[ColumnElement[bool]] = [LoanAccount.bank_id == campaign.bank_id]
+    if selection.tiers:
+        clauses.append(LoanAccount.tier.in_(selection.tiers))
+    if selection.bands:
+        clauses.append(LoanAccount.band.in_(selection.bands))
+    if selection.products:
+        clauses.append(LoanAccount.product.in_(selection.products))
+    if campaign.import_id:
+        clauses.append(LoanAccount.import_id == campaign.import_id)
+    return clauses
+
+
+def _paid() -> ColumnElement[bool]:
+    completed_plan = exists().where(
+        Plan.case_id == Case.id,
+        Case.loan_account_id == LoanAccount.id,
+        Plan.status == "completed",
+    )
+    return or_(LoanAccount.paid_off_at.is_not(None), completed_plan)
+
+
+def _applied() -> ColumnElement[bool]:
+    # Any campaign's invitation: not the outer query's (this campaign's) row.
+    any_invitation = aliased(Invitation)
+    from_invitation = exists().where(
+        Case.invitation_id == any_invitation.id, any_invitation.account_id == LoanAccount.id
+    )
+    open_case = exists().where(
+        Case.loan_account_id == LoanAccount.id, Case.status.notin_([s.value for s in CLOSED])
+    )
+    return or_(from_invitation, open_case)
+
+
+async def count_selected(session: AsyncSession, campaign: Campaign) -> int:
+    query = select(func.count()).select_from(LoanAccount).where(*_selected(campaign))
+    return int(await session.scalar(query) or 0)
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+
+async def create(session: AsyncSession, *, user: User, data: CampaignCreate) -> Campaign:
+    bank_id = _bank_id(user)
+    if data.import_id is not None:
+        owned = await session.scalar(
+            select(PortfolioImport.id).where(
+                PortfolioImport.id == data.import_id, PortfolioImport.bank_id == bank_id
+            )
+        )
+        if owned is None:
+            raise NotFound("No such import", code="import_not_found")
+    campaign = Campaign(
+        bank_id=bank_id,
+        name=data.name,
+        import_id=data.import_id,
+        selection=data.selection.model_dump(),
+        max_sends=3,
+        created_by=user.id,
+    )
+    session.add(campaign)
+    await session.flush()
+    return campaign
+
+
+async def get(session: AsyncSession, *, user: User, campaign_id: str) -> Campaign:
+    """The campaign if it is the caller's bank's; another bank's does not exist (404)."""
+    bank_id = _bank_id(user)
+    campaign = None
+    if looks_like_id(campaign_id):
+        campaign = await session.scalar(
+            select(Campaign).where(Campaign.id == campaign_id, Campaign.bank_id == bank_id)
+        )
+    if campaign is None:
+        raise NotFound("No such campaign", code="campaign_not_found")
+    return campaign
+
+
+async def list_for_bank(session: AsyncSession, *, user: User) -> list[Campaign]:
+    bank_id = _bank_id(user)
+    query = select(Campaign).where(Campaign.bank_id == bank_id).order_by(Campaign.id.desc())
+    return list(await session.scalars(query))
+
+
+async def last_round_at(session: AsyncSession, campaign: Campaign) -> datetime | None:
+    value: datetime | None = await session.scalar(
+        select(func.max(Invitation.last_sent_at)).where(Invitation.campaign_id == campaign.id)
+    )
+    return value
+
+
+async def to_read(session: AsyncSession, campaign: Campaign) -> CampaignRead:
+    last = await last_round_at(session, campaign)
+    invited = await session.scalar(
+        select(func.count())
+        .select_from(Invitation)
+        .where(Invitation.campaign_id == campaign.id, Invitation.sends > 0)
+    )
+    return CampaignRead(
+        id=campaign.id,
+        name=campaign.name,
+        selection=Selection.model_validate(campaign.selection or {}),
+        import_id=campaign.import_id,
+        max_sends=campaign.max_sends,
+        created_at=campaign.created_at,
+        selected=await count_selected(session, campaign),
+        invited=int(invited or 0),
+        last_round_at=last,
+        next_round_at=last + ROUND_GAP if last else None,
+    )
+
+
+# --- a round of invitations ----------------------------------------------------------------------
+
+
+@dataclass
+class _Eligible:
+    account: LoanAccount
+    invitation: Invitation | None
+    phone: str
+
+
+def invitation_link(settings: Settings, code: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/borrower/invitations/{code}"
+
+
+def _reason(
+    account: LoanAccount, invitation: Invitation | None, paid: bool, applied: bool, cap: int
+) -> str | None:
+    if account.opted_out_at is not None:
+        return "opted_out"
+    if paid:
+        return "paid"
+    if applied:
+        return "applied"
+    if not account.phone_encrypted:
+        return "no_phone"
+    if invitation is not None and invitation.sends >= cap:
+        return "cap"
+    return None
+
+
+async def send_round(
+    session: AsyncSession, settings: Settings, *, campaign: Campaign, now: datetime
+) -> RoundResult:
+    """Queue this round's invitations; 409 when the last round was less than ROUND_GAP ago."""
+    # One round at a time per campaign: a second click waits here, then finds this round.
+    await locking.hold(session, f"campaign:{campaign.id}")
+    last = await last_round_at(session, campaign)
+    if last is not None and now < last + ROUND_GAP:
+        next_at = (last + ROUND_GAP).astimezone(contact_rules.SHANGHAI)
+        # Carries a time, so it is not a catalog message; the portal says it by its code.
+        detail = (
+            "The last round of this campaign went out less than 24 hours ago; the next may go "
+            f"from {next_at.isoformat(timespec='minutes')}"
+        )
+        raise Conflict(detail, code="round_too_soon")
+    bank = await session.get_one(Bank, campaign.bank_id)
+    suppressed: Counter[str] = Counter()
+    queued = held = 0
+    after = ""
+    while True:
+        rows = (
+            await session.execute(
+                select(LoanAccount, Invitation, _paid(), _applied())
+                .outerjoin(
+                    Invitation,
+                    and_(
+                        Invitation.account_id == LoanAccount.id,
+                        Invitation.campaign_id == campaign.id,
+                    ),
+                )
+                .where(*_selected(campaign), LoanAccount.id > after)
+                .order_by(LoanAccount.id)
+                .limit(CHUNK)
+            )
+        ).all()
+        if not rows:
+            break
+        after = rows[-1][0].id
+        eligible: list[_Eligible] = []
+        for account, invitation, paid, applied in rows:
+            reason = _reason(account, invitation, bool(paid), bool(applied), campaign.max_sends)
+            if reason is None:
+                assert account.phone_encrypted is not None
+                phone = security.decrypt_field(settings.secret_key, account.phone_encrypted)
+                eligible.append(_Eligible(account, invitation, phone))
+                continue
+            suppressed[reason] += 1
+            if invitation is not None and invitation.suppressed != reason:
+                invitation.suppressed = reason
+        for planned in await _queue(
+            session, settings, bank=bank, campaign_id=campaign.id, eligible=eligible, now=now
+        ):
+            queued += 1
+            held += planned > now
+        for item in eligible:
+            assert item.invitation is not None  # made by _queue on first send
+            item.invitation.sends += 1
+            item.invitation.last_sent_at = now
+            item.invitation.suppressed = None
+        await session.flush()
+    return RoundResult(
+        campaign_id=campaign.id,
+        round_at=now,
+        queued=queued,
+        held_until_morning=held,
+        suppressed={reason: suppressed.get(reason, 0) for reason in _REASONS},
+        next_round_at=now + ROUND_GAP,
+    )
+
+
+_REASONS = ("opted_out", "paid", "applied", "no_phone", "cap")
+
+
+async def _queue(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    bank: Bank,
+    campaign_id: str,
+    eligible: Sequence[_Eligible],
+    now: datetime,
+) -> list[datetime]:
+    """Queue one SMS per eligible account (making its invitation on first send)."""
+    if not eligible:
+        return []
+    phones = sorted({item.phone for item in eligible})
+    hashes = {phone: security.keyed_hash(settings.secret_key, "phone", phone) for phone in phones}
+    users = dict(
+        (
+            await session.execute(
+                select(User.phone_hash, User.id).where(
+                    User.phone_hash.in_(list(hashes.values())), User.role == Role.BORROWER
+                )
+            )
+        ).all()
+    )
+    user_of = {phone: users.get(hashes[phone]) for phone in phones}
+    # The same lock `notify_borrower` takes for a signed-up borrower, so nothing else planned
+    # for them at the same moment can take the same slot of the daily cap.
+    keys = sorted(
+        f"contact:{user_of[phone]}" if user_of[phone] else f"contact:phone:{hashes[phone]}"
+        for phone in phones
+    )
+    for key in keys:
+        await locking.hold(session, key)
+    phone_of_user = {user_id: phone for phone, user_id in user_of.items() if user_id}
+    who: ColumnElement[bool] = OutboxMessage.to_address.in_(phones)
+    if phone_of_user:
+        who = or_(who, OutboxMessage.recipient_user_id.in_(list(phone_of_user)))
+    planned = await session.execute(
+        select(
+            OutboxMessage.to_address, OutboxMessage.recipient_user_id, OutboxMessage.send_after
+        ).where(
+            who,
+            OutboxMessage.requested.is_(False),
+            OutboxMessage.status.notin_([OutboxStatus.FAILED, OutboxStatus.CANCELLED]),
+            OutboxMessage.send_after >= contact_rules.counting_window_start(now),
+        )
+    )
+    per_day: dict[str, Counter[Any]] = defaultdict(Counter)
+    for address, user_id, send_after in planned.all():
+        phone = phone_of_user.get(user_id) if user_id else address
+        if phone in hashes:
+            per_day[phone][contact_rules.local_day(send_after)] += 1
+    times: list[datetime] = []
+    for item in eligible:
+        invitation = item.invitation
+        if invitation is None:
+            invitation = Invitation(
+                campaign_id=campaign_id,
+                account_id=item.account.id,
+                code=secrets.token_urlsafe(12),
+                sends=0,
+            )
+            item.invitation = invitation
+            session.add(invitation)
+        send_after = contact_rules.earliest_send(
+            channel="sms",
+            requested=False,
+            now=now,
+            counted_per_day=per_day[item.phone],
+            to_borrower=True,
+        )
+        per_day[item.phone][contact_rules.local_day(send_after)] += 1
+        session.add(
+            OutboxMessage(
+                channel="sms",
+                to_address=item.phone,
+                recipient_user_id=user_of[item.phone],
+                case_id=None,
+                kind=INVITATION_KIND,
+                body=messages.invitation(
+                    bank.name, link=invitation_link(settings, invitation.code)
+                ),
+                requested=False,
+                status=OutboxStatus.QUEUED,
+                send_after=send_after,
+                next_attempt_at=send_after,
+                attempts=0,
+            )
+        )
+        times.append(send_after)
+    return times
+
+
+# --- opting out ----------------------------------------------------------------------------------
+
+
+async def invitation_by_code(session: AsyncSession, *, code: str) -> Invitation:
+    invitation = None
+    if 0 < len(code) <= 24:
+        invitation = await session.scalar(select(Invitation).where(Invitation.code == code))
+    if invitation is None:
+        raise NotFound("No such invitation", code="invitation_not_found")
+    return invitation
+
+
+async def opt_out(
+    session: AsyncSession, settings: Settings, *, code: str, now: datetime
+) -> OptOutResult:
+    """Stop this bank's invitations to the invitation's borrower; doing it again changes nothing.
+
+    Every account of the same bank with the same phone is opted out (the person asked not to be
+    invited, whichever of their accounts the text was about), and their invitations still
+    waiting in the outbox (held by quiet hours or the cap) are withdrawn.
+    """
+    invitation = await invitation_by_code(session, code=code)
+    account = await session.get_one(LoanAccount, invitation.account_id)
+    same_person: ColumnElement[bool] = LoanAccount.id == account.id
+    if account.phone_hash:
+        same_person = or_(
+            same_person,
+            and_(
+                LoanAccount.bank_id == account.bank_id,
+                LoanAccount.phone_hash == account.phone_hash,
+            ),
+        )
+    account_ids = list(await session.scalars(select(LoanAccount.id).where(same_person)))
+    await session.execute(
+        update(LoanAccount)
+        .where(LoanAccount.id.in_(account_ids), LoanAccount.opted_out_at.is_(None))
+        .values(opted_out_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(Invitation)
+        .where(Invitation.account_id.in_(account_ids))
+        .values(suppressed="opted_out")
+        .execution_options(synchronize_session=False)
+    )
+    if account.phone_encrypted:
+        phone = security.decrypt_field(settings.secret_key, account.phone_encrypted)
+        codes = set(
+            await session.scalars(
+                select(Invitation.code).where(Invitation.account_id.in_(account_ids))
+            )
+        )
+        waiting = await session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.to_address == phone,
+                OutboxMessage.kind == INVITATION_KIND,
+                OutboxMessage.status == OutboxStatus.QUEUED,
+            )
+        )
+        for message in waiting:
+            # Only this bank's: the text's link names one of the opted-out invitations.
+            if any(f"/invitations/{c} " in message.body for c in codes):
+                message.status = OutboxStatus.CANCELLED
+    await session.flush()
+    await session.refresh(account)
+    assert account.opted_out_at is not None
+    return OptOutResult(opted_out=True, opted_out_at=account.opted_out_at)
+
+
+# --- the campaign's figures ----------------------------------------------------------------------
+
+
+def _tier_key(tier: str | None) -> str:
+    return tier if tier in TIERS else UNKNOWN_TIER
+
+
+def _fen(value: Any) -> int:
+    return int(value or 0)
+
+
+_FIGURES = (
+    "selected",
+    "opted_out",
+    "invited",
+    "opened",
+    "applied",
+    "settled",
+    "filed",
+    "debt_fen",
+    "agreed_fen",
+    "waived_fen",
+)
+
+
+async def figures_by_tier(session: AsyncSession, campaign: Campaign) -> list[TierFigures]:
+    """M1, M2 and M3 always; a row for accounts without a tier only when there are some."""
+    rows: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_FIGURES, 0))
+    debt = LoanAccount.principal_fen + LoanAccount.interest_fen + LoanAccount.fees_fen
+    selected = await session.execute(
+        select(
+            LoanAccount.tier,
+            func.count(),
+            func.sum(case((LoanAccount.opted_out_at.is_not(None), 1), else_=0)),
+            func.sum(debt),
+        )
+        .where(*_selected(campaign))
+        .group_by(LoanAccount.tier)
+    )
+    for tier, count, opted_out, debt_fen in selected.all():
+        row = rows[_tier_key(tier)]
+        row["selected"] += count
+        row["opted_out"] += _fen(opted_out)
+        row["debt_fen"] += _fen(debt_fen)
+    invited = await session.execute(
+        select(
+            LoanAccount.tier,
+            func.sum(case((Invitation.sends > 0, 1), else_=0)),
+            func.sum(case((Invitation.opened_at.is_not(None), 1), else_=0)),
+        )
+        .join(LoanAccount, LoanAccount.id == Invitation.account_id)
+        .where(Invitation.campaign_id == campaign.id)
+        .group_by(LoanAccount.tier)
+    )
+    for tier, sent, opened in invited.all():
+        row = rows[_tier_key(tier)]
+        row["invited"] += _fen(sent)
+        row["opened"] += _fen(opened)
+    cases = await session.execute(
+        select(LoanAccount.tier, Case.status, func.count())
+        .select_from(Case)
+        .join(Invitation, Invitation.id == Case.invitation_id)
+        .join(LoanAccount, LoanAccount.id == Invitation.account_id)
+        .where(Invitation.campaign_id == campaign.id)
+        .group_by(LoanAccount.tier, Case.status)
+    )
+    for tier, status, count in cases.all():
+        row = rows[_tier_key(tier)]
+        row["applied"] += count
+        row["settled"] += count if status in SETTLED else 0
+        row["filed"] += count if status == Status.FILED else 0
+    money = await session.execute(
+        select(LoanAccount.tier, func.sum(Offer.total_fen), func.sum(Offer.waiver_fen))
+        .select_from(Agreement)
+        .join(Case, Case.id == Agreement.case_id)
+        .join(Offer, Offer.id == Agreement.offer_id)
+        .join(Invitation, Invitation.id == Case.invitation_id)
+        .join(LoanAccount, LoanAccount.id == Invitation.account_id)
+        .where(Invitation.campaign_id == campaign.id, Agreement.status == "filed")
+        .group_by(LoanAccount.tier)
+    )
+    for tier, agreed_fen, waived_fen in money.all():
+        row = rows[_tier_key(tier)]
+        row["agreed_fen"] += _fen(agreed_fen)
+        row["waived_fen"] += _fen(waived_fen)
+    order = [*TIERS, *([UNKNOWN_TIER] if UNKNOWN_TIER in rows else [])]
+    return [TierFigures(tier=tier, **rows[tier]) for tier in order]
+
+
+def total_of(rows: Sequence[TierFigures]) -> TierFigures:
+    return TierFigures(
+        tier="all", **{name: sum(getattr(row, name) for row in rows) for name in _FIGURES}
+    )
+
+
+async def view(session: AsyncSession, *, campaign: Campaign) -> CampaignView:
+    by_tier = await figures_by_tier(session, campaign)
+    fairness = await outliers(session, bank_id=campaign.bank_id, campaign_id=campaign.id)
+    return CampaignView(
+        campaign=await to_read(session, campaign),
+        by_tier=by_tier,
+        total=total_of(by_tier),
+        outliers=fairness.outliers,
+        outliers_checked=fairness.checked,
+        policy_checked=fairness.policy_checked,
+        by_mediator=fairness.by_mediator,
+    )
+
+
+# --- outliers ------------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[int]) -> Decimal:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return Decimal(ordered[middle])
+    return Decimal(ordered[middle - 1] + ordered[middle]) / 2
+
+
+def deviations(*, share_bp: int, months: int, peers: Sequence[tuple[int, int]]) -> list[str]:
+    """How one agreement's terms stand out from its tier's: `peers` are (share_bp, months) of
+    every filed agreement of the tier (itself included); fewer than MIN_PEERS say nothing."""
+    if len(peers) < MIN_PEERS:
+        return []
+    found = []
+    median_share = _median([p[0] for p in peers])
+    median_months = _median([p[1] for p in peers])
+    if share_bp > WAIVER_HIGH * median_share and share_bp - median_share >= MIN_WAIVER_GAP_BP:
+        found.append("waiver_high")
+    if share_bp < WAIVER_LOW * median_share and median_share - share_bp >= MIN_WAIVER_GAP_BP:
+        found.append("waiver_low")
+    if months > MONTHS_LONG * median_months:
+        found.append("months_long")
+    return found
+
+
+def _agreements(bank_id: str) -> Any:
+    return (
+        select(
+            Case.id,
+            Case.case_no,
+            Case.mediator_id,
+            Case.overdue_tier,
+            Case.principal_fen,
+            Case.interest_fen,
+            Case.fees_fen,
+            Agreement.filing_no,
+            LoanAccount.band,
+            User.display_name,
+            Invitation.campaign_id,
+            Offer.total_fen,
+            Offer.waiver_fen,
+            Offer.installments,
+            Offer.deferral_months,
+        )
+        .select_from(Agreement)
+        .join(Case, Case.id == Agreement.case_id)
+        .join(Offer, Offer.id == Agreement.offer_id)
+        .outerjoin(LoanAccount, LoanAccount.id == Case.loan_account_id)
+        .outerjoin(User, User.id == Case.mediator_id)
+        .outerjoin(Invitation, Invitation.id == Case.invitation_id)
+        .where(Case.bank_id == bank_id, Agreement.status == "filed")
+        .order_by(Case.id)
+    )
+
+
+@dataclass
+class Fairness:
+    """The outliers (at most OUTLIERS_SHOWN), how many agreements were checked, whether any
+    could be checked against an offer policy, and each mediator's figures."""
+
+    outliers: list[Outlier]
+    checked: int
+    policy_checked: bool
+    by_mediator: list[MediatorFigures]
+
+
+async def outliers(session: AsyncSession, *, bank_id: str, campaign_id: str) -> Fairness:
+    """The bank's filed agreements whose terms break its offer policy for their tier and band,
+    or stand out from the median of their tier's (see `deviations`); this campaign's first.
+    """
+    rows = (await session.execute(_agreements(bank_id))).all()
+    peers: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    facts = []
+    for row in rows:
+        debt = row.total_fen + row.waiver_fen
+        share_bp = row.waiver_fen * 10_000 // debt if debt > 0 else 0
+        months = row.installments + row.deferral_months
+        tier = _tier_key(row.overdue_tier)
+        peers[tier].append((share_bp, months))
+        facts.append((row, tier, debt, share_bp, months))
+    policies = await policy.policies_of(session, bank_id=bank_id)
+    found: list[Outlier] = []
+    policy_checked = False
+    mediators: dict[str | None, _MediatorTally] = {}
+    for row, tier, debt, share_bp, months in facts:
+        band = row.band or amount_band(debt)
+        breached, checked = _policy_breaches(policies, row=row, band=band)
+        policy_checked = policy_checked or checked
+        deviating = deviations(share_bp=share_bp, months=months, peers=peers[tier])
+        tally = mediators.setdefault(row.mediator_id, _MediatorTally(row.display_name))
+        tally.shares.append(share_bp)
+        tally.months.append(months)
+        tally.outliers += bool(breached or deviating)
+        if not breached and not deviating:
+            continue
+        found.append(
+            Outlier(
+                case_id=row.id,
+                case_no=row.case_no,
+                filing_no=row.filing_no,
+                tier=row.overdue_tier,
+                band=band,
+                mediator_name=row.display_name,
+                in_campaign=row.campaign_id == campaign_id,
+                debt_fen=debt,
+                total_fen=row.total_fen,
+                waiver_fen=row.waiver_fen,
+                waiver_share_bp=share_bp,
+                months=months,
+                breaches=breached,
+                deviations=deviating,
+            )
+        )
+    found.sort(key=lambda o: (not o.in_campaign, o.case_no))
+    by_mediator = [
+        MediatorFigures(
+            mediator_name=tally.name,
+            agreements=len(tally.shares),
+            outliers=tally.outliers,
+            median_waiver_share_bp=int(_median(tally.shares)),
+            median_months=_median(tally.months),
+        )
+        for tally in mediators.values()
+    ]
+    by_mediator.sort(key=lambda m: (-m.agreements, m.mediator_name or ""))
+    return Fairness(found[:OUTLIERS_SHOWN], len(facts), policy_checked, by_mediator)
+
+
+@dataclass
+class _MediatorTally:
+    name: str | None
+    shares: list[int] = field(default_factory=list)
+    months: list[int] = field(default_factory=list)
+    outliers: int = 0
+
+
+def _policy_breaches(
+    policies: dict[tuple[str, str], OfferPolicy], *, row: Any, band: str
+) -> tuple[list[str], bool]:
+    """The policy rules these terms break, and whether a policy was found to check them by."""
+    found = policies.get((row.overdue_tier, band)) if row.overdue_tier else None
+    if found is None:
+        return [], False
+    broken = policy.breaches(
+        found,
+        principal_fen=row.principal_fen or 0,
+        interest_fen=row.interest_fen or 0,
+        fees_fen=row.fees_fen or 0,
+        total_fen=row.total_fen,
+        waiver_fen=row.waiver_fen,
+        installments=row.installments,
+        deferral_months=row.deferral_months,
+    )
+    return broken, True
