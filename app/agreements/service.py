@@ -327,7 +327,8 @@ async def decline(
     reason: str,
     outcome: Literal["renegotiate", "fail"],
 ) -> dict[str, Any] | None:
-    """Refuse the draft: back to the session to negotiate again, or (the mediator's call) failed.
+    """Refuse the draft: back to the session to negotiate again (a fast-path case, which had
+    none, to scheduling one), or (the mediator's call) failed.
 
     Returns the room's message saying the session continues, for the caller to fan out.
     """
@@ -361,6 +362,14 @@ async def decline(
         await transition(
             session, case, Status.FAILED, actor=user, kind="agreement_declined", note=clean
         )
+        return None
+    if case.fast_path:
+        # No session was ever held: renegotiating means a session is now scheduled the normal way.
+        await transition(
+            session, case, Status.ACCEPTED, actor=user, kind="agreement_declined", note=clean
+        )
+        case.fast_path = False
+        await session.flush()
         return None
     await transition(
         session, case, Status.IN_SESSION, actor=user, kind="agreement_declined", note=clean

@@ -40,7 +40,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.SCHEDULED: frozenset({S.ACCEPTED, S.IN_SESSION, S.NO_SHOW, S.WITHDRAWN}),
     S.NO_SHOW: frozenset({S.SCHEDULED, S.FAILED, S.WITHDRAWN}),
     S.IN_SESSION: frozenset({S.SIGNING, S.FAILED, S.WITHDRAWN}),
-    S.SIGNING: frozenset({S.FILED, S.IN_SESSION, S.FAILED, S.WITHDRAWN}),
+    S.SIGNING: frozenset({S.FILED, S.IN_SESSION, S.ACCEPTED, S.FAILED, S.WITHDRAWN}),
     S.FILED: frozenset(),
     S.REJECTED: frozenset(),
     S.FAILED: frozenset(),
@@ -48,7 +48,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 # Moves allowed only for a case on the fast path (`Case.fast_path`): no live session.
-FAST_PATH_ONLY = frozenset({(S.ACCEPTED, S.SIGNING)})
+# A fast-path agreement declined to renegotiate goes to scheduling, as it never had a session.
+FAST_PATH_ONLY = frozenset({(S.ACCEPTED, S.SIGNING), (S.SIGNING, S.ACCEPTED)})
 
 # Every case starts here.
 INITIAL = S.SUBMITTED

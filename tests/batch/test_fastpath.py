@@ -381,3 +381,46 @@ async def test_a_paid_account_cannot_be_accepted(
         account.paid_off_at = utcnow()
     r = await accept(client, world.alice)
     assert r.status_code == 409 and r.json()["code"] == "account_paid"
+
+
+async def test_a_declined_fast_path_agreement_goes_to_scheduling_not_to_a_room(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await accepted_case(client, env, world)
+    check = {"identity_ok": True, "voluntary": True, "note": "电话确认"}
+    r = await client.post(
+        f"/api/v1/cases/{case_id}/fast-path/approve", json=check, headers=world.mediator.headers
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/cases/{case_id}/agreement/decline",
+        json={"reason": "想当面谈谈还款期数", "outcome": "renegotiate"},
+        headers=world.alice.headers,
+    )
+    assert r.status_code == 200, r.text
+    async with env.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        # No session ever ran: the case waits for session times, off the fast path.
+        assert (case.status, case.fast_path) == ("accepted", False)
+        accepted = await s.scalar(select(Offer).where(Offer.accepted_case_key == case_id))
+        assert accepted is None
+    assert (await kinds(env, case_id))[-1] == "agreement_declined"
+
+
+async def test_only_a_fast_path_agreement_goes_back_to_accepted(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    from app.cases.states import Status, transition
+
+    case_id = await accepted_case(client, env, world)
+    async with env.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        case.status = Status.SIGNING
+        case.fast_path = False
+        await s.flush()
+        with pytest.raises(Conflict) as refused:
+            await transition(s, case, Status.ACCEPTED, actor=None, kind="x")
+        assert refused.value.code == "illegal_transition"
+        await s.rollback()
