@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases import service as cases
 from app.cases.states import Status
 from app.db import SessionDep, utcnow
+from app.portals import labels
 from app.portals.common import (
     BankPortalUser,
     Problem,
@@ -49,9 +50,7 @@ def _whole_number(value: str) -> int | str:
 # How many cases the list shows at most (newest first); its counts cover them all.
 LIST_LIMIT = 100
 TIER_NAMES = {
-    "M1": N_("M1 (under 30 days overdue)"),
-    "M2": N_("M2 (30 to 90 days overdue)"),
-    "M3": N_("M3 (over 90 days overdue)"),
+    **labels.TIER,
     reports.UNCONFIRMED: N_("Debt not yet confirmed"),
 }
 UNCONFIRMED_SHORT = N_("Unconfirmed")

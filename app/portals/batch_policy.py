@@ -14,6 +14,7 @@ from app.batch.policy_schemas import PolicyWrite
 from app.db import SessionDep
 from app.errors import AppError
 from app.loans.service import BANDS, TIERS
+from app.portals import labels
 from app.portals.common import (
     BankPortalUser,
     Problem,
@@ -30,16 +31,8 @@ from app.web import redirect
 
 router = APIRouter(include_in_schema=False)
 
-TIER_NAMES = {
-    "M1": N_("M1 (under 30 days overdue)"),
-    "M2": N_("M2 (30 to 90 days overdue)"),
-    "M3": N_("M3 (over 90 days overdue)"),
-}
-BAND_NAMES = {
-    "small": N_("Small (under ¥10,000)"),
-    "medium": N_("Medium (¥10,000 to ¥50,000)"),
-    "large": N_("Large (over ¥50,000)"),
-}
+TIER_NAMES = labels.TIER
+BAND_NAMES = labels.BAND
 FIELD_NAMES = {
     "max_waiver_percent": N_("Largest waiver of interest and fees"),
     "max_installments": N_("Most monthly installments"),

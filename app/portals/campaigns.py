@@ -19,6 +19,7 @@ from app.deps import SettingsDep
 from app.errors import AppError
 from app.loans.models import LoanAccount
 from app.orgs.models import Bank
+from app.portals import labels
 from app.portals.common import (
     BankPortalUser,
     Problem,
@@ -36,22 +37,12 @@ from app.web import redirect
 router = APIRouter(include_in_schema=False)
 
 TIER_NAMES = {
-    "M1": N_("M1 (under 30 days overdue)"),
-    "M2": N_("M2 (30 to 90 days overdue)"),
-    "M3": N_("M3 (over 90 days overdue)"),
+    **labels.TIER,
     service.UNKNOWN_TIER: N_("No tier"),
     "all": N_("All tiers"),
 }
-BAND_NAMES = {
-    "small": N_("Small (under ¥10,000)"),
-    "medium": N_("Medium (¥10,000 to ¥50,000)"),
-    "large": N_("Large (over ¥50,000)"),
-}
-PRODUCT_NAMES = {
-    "credit_card": N_("Credit card"),
-    "consumer_loan": N_("Consumer loan"),
-    "online_loan": N_("Online loan"),
-}
+BAND_NAMES = labels.BAND
+PRODUCT_NAMES = labels.PRODUCT
 FIELD_NAMES = {
     "name": N_("Campaign name"),
     "selection": N_("Selection"),

@@ -77,6 +77,23 @@ EVENT = {
     "fast_path_to_session": N_("Moved to a mediation session"),
 }
 
+# Batch mediation: overdue tiers (by days overdue), amount bands (by the whole debt) and products.
+TIER = {
+    "M1": N_("M1 (under 30 days overdue)"),
+    "M2": N_("M2 (30 to 90 days overdue)"),
+    "M3": N_("M3 (over 90 days overdue)"),
+}
+BAND = {
+    "small": N_("Small (under ¥10,000)"),
+    "medium": N_("Medium (¥10,000 to ¥50,000)"),
+    "large": N_("Large (over ¥50,000)"),
+}
+PRODUCT = {
+    "credit_card": N_("Credit card"),
+    "consumer_loan": N_("Consumer loan"),
+    "online_loan": N_("Online loan"),
+}
+
 ROLE = {
     "borrower": N_("Borrower"),
     "mediator": N_("Mediator"),
