@@ -15,6 +15,7 @@ from app import security
 from app.agreements import service as agreements
 from app.agreements.models import Signature
 from app.batch import importer
+from app.batch.rows import CleanRow
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
@@ -202,7 +203,7 @@ async def _borrower(session: AsyncSession, settings: Settings, b: DemoBorrower) 
         security.FieldSealer(settings.secret_key),
         bank_id=bank.id,
         rows=[
-            importer.CleanRow(
+            CleanRow(
                 line=0,
                 account_ref=b.account_ref,
                 product=b.product,

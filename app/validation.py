@@ -3,6 +3,7 @@
 import re
 import unicodedata
 from datetime import date
+from operator import mul
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
@@ -18,10 +19,19 @@ MAX_AGE = 120
 # differently from the same number typed in ASCII.
 _ID_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 _MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_PHONE_SEPARATORS = re.compile(r"[\s-]")
+
+
+_ZERO_WEIGHT = ord("0") * sum(ID_WEIGHTS)
 
 
 def id_check_char(first17: str) -> str:
-    total = sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True))
+    """The 18th character of an ID number (ISO 7064 MOD 11-2) for its first 17 ASCII digits."""
+    if len(first17) != len(ID_WEIGHTS) or not first17.isdigit() or not first17.isascii():
+        raise ValueError("the first 17 characters must be ASCII digits")
+    # Weighted sum over the digits' code points, less the weighted code point of "0": one pass in
+    # C instead of 17 int() calls (the portfolio import checks hundreds of thousands).
+    total = sum(map(mul, first17.encode(), ID_WEIGHTS)) - _ZERO_WEIGHT
     return ID_CHECK_CHARS[total % 11]
 
 
@@ -54,7 +64,9 @@ def mask_id_number(value: str) -> str:
 
 def normalise_phone(raw: str) -> str:
     """Return an 11-digit mainland mobile number, or raise ValueError."""
-    value = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", raw))
+    value = raw if raw.isascii() else unicodedata.normalize("NFKC", raw)
+    if not _MOBILE.match(value):  # the usual case, already plain: skip the clean-up
+        value = _PHONE_SEPARATORS.sub("", value)
     if value.startswith("+86"):
         value = value[3:]
     elif value.startswith("0086"):

@@ -29,7 +29,7 @@ from app import cli, demo
 from app.config import Settings
 from app.db import utcnow
 from app.i18n import SHANGHAI
-from app.loans.service import overdue_tier
+from app.loans.tiers import overdue_tier
 from app.main import create_app
 from app.models import Base
 from app.security import decrypt_field

@@ -1,8 +1,11 @@
+import random
 from datetime import date
 
 import pytest
 
 from app.validation import (
+    ID_CHECK_CHARS,
+    ID_WEIGHTS,
     id_check_char,
     mask_id_number,
     mask_phone,
@@ -64,3 +67,26 @@ def test_bad_phones_refused(raw: str) -> None:
 
 def test_phone_mask() -> None:
     assert mask_phone("13800138000") == "138****8000"
+
+
+def test_check_digit_matches_the_textbook_sum_for_many_numbers() -> None:
+    rng = random.Random(11643)
+    for _ in range(2000):
+        first17 = "".join(rng.choice("0123456789") for _ in range(17))
+        total = sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True))
+        assert id_check_char(first17) == ID_CHECK_CHARS[total % 11]
+
+
+@pytest.mark.parametrize(
+    "first17", ["1101051949123100", "1101051949123100X", "１１010519491231002"]
+)
+def test_check_digit_refuses_what_is_not_17_ascii_digits(first17: str) -> None:
+    with pytest.raises(ValueError, match="17 characters"):
+        id_check_char(first17)
+
+
+@pytest.mark.parametrize(
+    "raw", ["138 0013 8000", "138-0013-8000", "+86 13800138000", "１３８００１３８０００"]
+)
+def test_phone_separators_and_full_width_digits_are_cleaned(raw: str) -> None:
+    assert normalise_phone(raw) == "13800138000"

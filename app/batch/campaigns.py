@@ -78,7 +78,7 @@ from app.config import Settings
 from app.db import looks_like_id
 from app.errors import Conflict, Forbidden, NotFound
 from app.loans.models import LoanAccount
-from app.loans.service import amount_band
+from app.loans.tiers import amount_band
 from app.notifications import contact_rules, messages
 from app.notifications.models import OutboxMessage, OutboxStatus
 from app.orgs.models import Bank

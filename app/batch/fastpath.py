@@ -36,7 +36,7 @@ from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI, format_fen
 from app.loans.models import LoanAccount
-from app.loans.service import amount_band, overdue_tier
+from app.loans.tiers import amount_band, overdue_tier
 from app.notifications import messages
 from app.notifications import service as outbox
 from app.orgs import service as orgs

@@ -1,31 +1,29 @@
 """Portfolio import: a bank's overdue accounts from a CSV or XLSX file, streamed in batches.
 
-The file is read row by row (never whole); each row is checked on its own, and a refused row is
-recorded as an `ImportProblem` (its line and why, never the refused value) without stopping the
-others. Accounts are upserted on (bank, loan reference): a row whose normalised values hash to the
-stored `row_digest` is left alone, so importing the same file twice changes nothing.
+The file is read row by row (never whole); each row is checked on its own (`app.batch.rows`),
+and a refused row is recorded as an `ImportProblem` (its line and why, never the refused value)
+without stopping the others. Accounts are upserted on (bank, loan reference): a row whose
+normalised values hash to the stored `row_digest` is left alone, so importing the same file twice
+changes nothing.
 
 Each batch (`BATCH_ROWS` rows) is one transaction that also advances the import's counters, so
 another request sees progress as it happens, and the counts always match what was written.
+Checking and sealing run beside the writes: in a thread for a small file, in child processes for
+a large one (`app.batch.checker`), a batch or more ahead.
 
 Who calls it: the import API (in a background task), the `hejie import accounts` command, the
 demo data loader (`upsert_accounts`) and the benchmark.
 """
 
 import asyncio
-import codecs
 import contextlib
 import csv
-import hashlib
 import io
 import logging
 import os
-import re
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
-from functools import cached_property
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,107 +32,41 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app import security
+from app.batch import checker
 from app.batch.models import ImportProblem, PortfolioImport
+from app.batch.rows import (
+    BATCH_ROWS,
+    DIGEST,
+    LAST_PAID,
+    STORED_COLUMNS,
+    Batch,
+    CleanRow,
+    ImportFileError,
+    Problem,
+    SealedRow,
+    batches,
+    beijing_today,
+    count_rows,
+    is_xlsx,
+    sealed_row,
+)
 from app.db import new_id, utcnow
 from app.errors import NotFound
 from app.loans.models import LoanAccount
-from app.loans.service import amount_band, overdue_tier
-from app.validation import mask_id_number, normalise_id_number, normalise_phone
 
 log = logging.getLogger("hejie.import")
 
-# Rows per transaction: fewer commits (each an fsync on SQLite) against a longer write lock.
-BATCH_ROWS = 5000
 # A running import touches its stored file after every batch; one untouched for this long was
 # interrupted (the process stopped) and is marked failed when next read.
 STALE_AFTER = timedelta(minutes=5)
-BEIJING = timezone(timedelta(hours=8))
-SNIFF_BYTES = 1 << 20
-
-# Canonical field → the headers accepted for it (compared after `_header_key`).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "account_ref": (
-        "loan_reference",
-        "loan_ref",
-        "account_ref",
-        "account_reference",
-        "贷款编号",
-        "借据号",
-        "合同号",
-        "账户编号",
-    ),
-    "product": ("product", "产品", "产品类型"),
-    "borrower_name": ("borrower_name", "name", "借款人", "借款人姓名", "姓名"),
-    "id_number": ("id_number", "身份证号", "身份证号码", "证件号码"),
-    "phone": ("phone", "mobile", "手机号", "手机号码", "联系电话"),
-    "principal": ("principal", "本金"),
-    "interest": ("interest", "利息"),
-    "fees": ("fees", "费用", "罚息及费用"),
-    "days_overdue": ("days_overdue", "逾期天数"),
-    "last_payment_date": ("last_payment_date", "最后还款日", "最后还款日期", "最近还款日期"),
-}
-REQUIRED = tuple(name for name in COLUMNS if name != "last_payment_date")
-PRODUCTS = {
-    "credit_card": "credit_card",
-    "信用卡": "credit_card",
-    "consumer_loan": "consumer_loan",
-    "消费贷": "consumer_loan",
-    "消费贷款": "consumer_loan",
-    "online_loan": "online_loan",
-    "网贷": "online_loan",
-    "网络贷款": "online_loan",
-}
-MAX_REF = 64
-MAX_NAME = 100
-MAX_AMOUNT_FEN = 10**15
-_AMOUNT = re.compile(r"^(-?)[¥￥]?([0-9]{1,13})(?:\.([0-9]{1,2}))?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DATE = re.compile(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$")
+# Files above this many rows are checked in child processes (`app.batch.checker`); smaller ones
+# in a thread, where starting a process would cost more than it saves.
+PROCESS_ABOVE_ROWS = 4 * BATCH_ROWS
 
 
-class ImportFileError(Exception):
-    """The file as a whole cannot be imported (unreadable, not CSV/XLSX, a column missing)."""
-
-
-@dataclass(frozen=True)
-class CleanRow:
-    """One validated row, normalised: what is stored (before encryption) and its digest."""
-
-    line: int
-    account_ref: str
-    product: str
-    borrower_name: str
-    id_number: str
-    phone: str
-    principal_fen: int
-    interest_fen: int
-    fees_fen: int
-    days_overdue: int
-    last_payment_date: date | None
-
-    @cached_property
-    def digest(self) -> str:
-        parts = (
-            self.account_ref,
-            self.product,
-            self.borrower_name,
-            self.id_number,
-            self.phone,
-            str(self.principal_fen),
-            str(self.interest_fen),
-            str(self.fees_fen),
-            str(self.days_overdue),
-            self.last_payment_date.isoformat() if self.last_payment_date else "",
-        )
-        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    field: str | None
-    code: str
-    reason: str
+def checking_processes() -> int:
+    """One per core beyond the one that writes (at least one); at most four."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 @dataclass
@@ -155,303 +87,15 @@ class Counts:
         }
 
 
-@dataclass
-class Batch:
-    rows: list[CleanRow] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    # The rows' stored values (`sealed_values`), once computed.
-    sealed: list[tuple[Any, ...]] | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.rows) + len(self.problems)
-
-
-# --- reading -------------------------------------------------------------------------------------
-
-
-def _header_key(value: object) -> str:
-    text = unicodedata.normalize("NFKC", str(value or "")).strip().lstrip("\ufeff").lower()
-    return re.sub(r"[\s\-]+", "_", text)
-
-
-_ALIASES = {_header_key(alias): name for name, aliases in COLUMNS.items() for alias in aliases}
-
-
-def column_positions(header: Iterable[object]) -> dict[str, int]:
-    """Which column holds each field; refuses a file without one of the required columns."""
-    positions: dict[str, int] = {}
-    for index, value in enumerate(header):
-        name = _ALIASES.get(_header_key(value))
-        if name is not None and name not in positions:
-            positions[name] = index
-    missing = [name for name in REQUIRED if name not in positions]
-    if missing:
-        raise ImportFileError(
-            "The file has no column for: " + ", ".join(missing) + " (see the accepted headers)"
-        )
-    return positions
-
-
-def is_xlsx(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
-
-
-def sniff_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM), else GB18030, judged on the first megabyte."""
-    with path.open("rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        try:
-            codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
-        except UnicodeDecodeError:
-            raise ImportFileError("The file is neither UTF-8 nor GB18030 text") from None
-        return "gb18030"
-    return "utf-8"
-
-
-def count_rows(path: Path) -> int | None:
-    """The number of data rows, cheaply: lines in a CSV (an estimate if a field holds a line
-    break), the sheet's recorded dimension in an XLSX (None when the file does not record it)."""
-    if is_xlsx(path):
-        with _open_workbook(path) as workbook:
-            rows = workbook.worksheets[0].max_row
-            return max(rows - 1, 0) if rows else None
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as fh:
-        while chunk := fh.read(SNIFF_BYTES):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    encoding = sniff_encoding(path)
-    with path.open(encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            for row in reader:
-                yield reader.line_num, row
-        except UnicodeDecodeError:
-            raise ImportFileError(f"The file is not valid {encoding} text throughout") from None
-        except csv.Error as exc:
-            raise ImportFileError(f"The CSV is malformed near line {reader.line_num}") from exc
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        # repr is the shortest text that reads back as the same float: 1234.5, not 1234.499…
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
-
-
-@contextlib.contextmanager
-def _open_workbook(path: Path) -> Iterator[Any]:
-    """The workbook in read-only (streaming) mode; opened from a file object because openpyxl
-    judges a path by its extension, and a stored upload has none."""
-    import openpyxl
-
-    with path.open("rb") as fh:
-        try:
-            workbook = openpyxl.load_workbook(fh, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a damaged file
-            raise ImportFileError("The XLSX file cannot be read") from exc
-        try:
-            yield workbook
-        finally:
-            workbook.close()
-
-
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with _open_workbook(path) as workbook:
-        sheet = workbook.worksheets[0]
-        for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield line, [_cell(v) for v in values]
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line in the file, cells as text), header first; CSV or XLSX by the file's content."""
-    return _xlsx_rows(path) if is_xlsx(path) else _csv_rows(path)
-
-
-# --- checking ------------------------------------------------------------------------------------
-
-
-def beijing_today() -> date:
-    return datetime.now(BEIJING).date()
-
-
-def _fen(raw: str) -> int:
-    match = _AMOUNT.match(raw.replace(",", "") if "," in raw else raw)
-    if not match:
-        raise ValueError("amount_invalid")
-    sign, whole, cents = match.groups()
-    fen = int(whole) * 100 + int((cents or "").ljust(2, "0"))
-    if sign and fen:
-        raise ValueError("amount_negative")
-    return fen
-
-
-def _date(raw: str) -> date:
-    match = _DATE.match(raw.replace("/", "-"))
-    if not match:
-        raise ValueError
-    return date(int(match[1]), int(match[2]), int(match[3]))
-
-
-AMOUNT_REASONS = {
-    "amount_invalid": "is not an amount in yuan with at most 2 decimals",
-    "amount_negative": "must not be negative",
-}
-
-
-def check_row(
-    line: int, cells: list[str], positions: dict[str, int], *, today: date
-) -> CleanRow | Problem:
-    """One row, normalised, or the first thing wrong with it (never echoing the value)."""
-    values: dict[str, str] = {}
-    width = len(cells)
-    for name, index in positions.items():
-        raw = cells[index] if index < width else ""
-        values[name] = (raw if raw.isascii() else unicodedata.normalize("NFKC", raw)).strip()
-    for name in REQUIRED:
-        if not values[name]:
-            return Problem(line, name, "missing", f"{name} is required")
-
-    ref = values["account_ref"]
-    if len(ref) > MAX_REF or _CONTROL.search(ref):
-        return Problem(line, "account_ref", "ref_invalid", "loan reference is too long or invalid")
-    product = PRODUCTS.get(values["product"].lower())
-    if product is None:
-        return Problem(
-            line,
-            "product",
-            "product_unknown",
-            "product must be credit_card, consumer_loan or online_loan (信用卡, 消费贷, 网贷)",
-        )
-    name = values["borrower_name"]
-    if len(name) > MAX_NAME or _CONTROL.search(name):
-        return Problem(line, "borrower_name", "name_invalid", "name is too long or invalid")
-    try:
-        id_number = normalise_id_number(values["id_number"], today=today)
-    except ValueError as exc:  # the message names the problem, never the number
-        return Problem(line, "id_number", "id_number_invalid", str(exc))
-    try:
-        phone = normalise_phone(values["phone"])
-    except ValueError:
-        return Problem(
-            line, "phone", "phone_invalid", "phone must be an 11-digit mainland mobile number"
-        )
-    amounts: dict[str, int] = {}
-    for key in ("principal", "interest", "fees"):
-        try:
-            amounts[key] = _fen(values[key])
-        except ValueError as exc:
-            code = str(exc)
-            return Problem(line, key, code, f"{key} {AMOUNT_REASONS[code]}")
-        if amounts[key] > MAX_AMOUNT_FEN:
-            return Problem(line, key, "amount_invalid", f"{key} is implausibly large")
-    days_raw = values["days_overdue"]
-    if not re.fullmatch(r"-?[0-9]{1,6}", days_raw):
-        return Problem(line, "days_overdue", "days_invalid", "days overdue must be a whole number")
-    days = int(days_raw)
-    if days < 0:
-        return Problem(line, "days_overdue", "days_negative", "days overdue must not be negative")
-    last_paid: date | None = None
-    if values.get("last_payment_date"):
-        try:
-            last_paid = _date(values["last_payment_date"])
-        except ValueError:
-            return Problem(
-                line, "last_payment_date", "date_invalid", "date must be written YYYY-MM-DD"
-            )
-        if last_paid > today:
-            return Problem(
-                line, "last_payment_date", "date_in_future", "date must not be in the future"
-            )
-    return CleanRow(
-        line=line,
-        account_ref=ref,
-        product=product,
-        borrower_name=name,
-        id_number=id_number,
-        phone=phone,
-        principal_fen=amounts["principal"],
-        interest_fen=amounts["interest"],
-        fees_fen=amounts["fees"],
-        days_overdue=days,
-        last_payment_date=last_paid,
-    )
-
-
-def batches(path: Path, *, today: date | None = None) -> Iterator[Batch]:
-    """The file's rows, checked, in batches of `BATCH_ROWS`; blank rows are skipped."""
-    today = today or beijing_today()
-    rows = read_rows(path)
-    positions: dict[str, int] | None = None
-    for _line, header in rows:
-        if any(c.strip() for c in header):
-            positions = column_positions(header)
-            break
-    if positions is None:
-        raise ImportFileError("The file is empty")
-    batch = Batch()
-    for line, cells in rows:
-        if not any(c.strip() for c in cells):
-            continue
-        checked = check_row(line, cells, positions, today=today)
-        if isinstance(checked, CleanRow):
-            batch.rows.append(checked)
-        else:
-            batch.problems.append(checked)
-        if batch.size >= BATCH_ROWS:
-            yield batch
-            batch = Batch()
-    if batch.size:
-        yield batch
-
-
 # --- writing -------------------------------------------------------------------------------------
 
 _accounts: Table = LoanAccount.__table__  # type: ignore[assignment]
 _problems: Table = ImportProblem.__table__  # type: ignore[assignment]
 _imports: Table = PortfolioImport.__table__  # type: ignore[assignment]
 
-# What a row writes, in this order (see `sealed_values`); an insert adds INSERT_KEYS before them.
-STORED_COLUMNS = (
-    "product",
-    "borrower_name",
-    "id_number_encrypted",
-    "id_number_hash",
-    "id_number_masked",
-    "phone_encrypted",
-    "phone_hash",
-    "principal_fen",
-    "interest_fen",
-    "fees_fen",
-    "days_overdue",
-    "last_payment_date",
-    "tier",
-    "band",
-    "row_digest",
-)
+# An insert writes INSERT_KEYS, then the sealed row's STORED_COLUMNS.
 INSERT_KEYS = ("id", "bank_id", "account_ref", "import_id", "created_at", "updated_at")
 INSERT_COLUMNS = INSERT_KEYS + STORED_COLUMNS
-_LAST_PAID = STORED_COLUMNS.index("last_payment_date")
 
 _UPDATE_ACCOUNT = (
     update(_accounts)
@@ -465,68 +109,36 @@ _DUPLICATE = (
 )
 
 
-def sealed_values(sealer: security.FieldSealer, row: CleanRow) -> tuple[Any, ...]:
-    """What a row writes (STORED_COLUMNS): personal values encrypted and keyed-hashed, with
-    the tier and band."""
-    return (
-        row.product,
-        row.borrower_name,
-        sealer.encrypt(row.id_number),
-        # The same purposes as applications and sign-ins use, so lookups by either match.
-        sealer.keyed_hash("id-number", row.id_number),
-        mask_id_number(row.id_number),
-        sealer.encrypt(row.phone),
-        sealer.keyed_hash("phone", row.phone),
-        row.principal_fen,
-        row.interest_fen,
-        row.fees_fen,
-        row.days_overdue,
-        row.last_payment_date,
-        overdue_tier(row.days_overdue),
-        amount_band(row.principal_fen + row.interest_fen + row.fees_fen),
-        row.digest,
-    )
-
-
 async def upsert_accounts(
     conn: AsyncConnection | AsyncSession,
     sealer: security.FieldSealer,
     *,
     bank_id: str,
-    rows: list[CleanRow],
+    rows: list[CleanRow] | list[SealedRow],
     import_id: str | None,
     counts: Counts,
-    sealed: list[tuple[Any, ...]] | None = None,
 ) -> list[Problem]:
     """Create, update or leave alone each row's account; returns rows refused as duplicates.
 
-    `sealed` (the rows' `sealed_values`, when already computed off the event loop) saves
-    encrypting them here. A loan reference twice in one file: the later row is refused.
+    `rows` are checked rows, or already sealed ones (encrypted off the event loop). Every
+    account a file carries is stamped with its import (`import_id`), changed or not: the import
+    is "this file's accounts" for a campaign, and a loan reference met again later in the same
+    file is found stamped already and refused as a duplicate, not written over the first.
     New rows are written with the driver's bulk path: PostgreSQL's COPY, SQLite's executemany.
     """
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
     problems: list[Problem] = []
-    unique: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        if row.account_ref in unique:
-            problems.append(Problem(row.line, *_DUPLICATE))
+    unique: dict[str, SealedRow] = {}
+    for row in rows:
+        sealed = sealed_row(sealer, row) if isinstance(row, CleanRow) else row
+        if sealed[1] in unique:
+            problems.append(Problem(sealed[0], *_DUPLICATE))
         else:
-            unique[row.account_ref] = index
+            unique[sealed[1]] = sealed
     if not unique:
         return problems
-    if conn.dialect.name == "postgresql":
-        # One array parameter: planning an IN list of thousands of parameters costs more.
-        refs = bindparam("refs", list(unique), type_=ARRAY(String))
-        matches = _accounts.c.account_ref == any_(refs)
-    else:
-        matches = _accounts.c.account_ref.in_(list(unique))
-    result = await conn.execute(
-        select(
-            _accounts.c.account_ref, _accounts.c.id, _accounts.c.row_digest, _accounts.c.import_id
-        ).where(_accounts.c.bank_id == bank_id, matches)
-    )
-    existing = {ref: (row_id, digest, imp) for ref, row_id, digest, imp in result}
+    existing = await _existing(conn, bank_id, list(unique))
     dialect = conn.dialect
     stamp = _accounts.c.created_at.type.bind_processor(dialect)
     day = _accounts.c.last_payment_date.type.bind_processor(dialect)
@@ -534,24 +146,19 @@ async def upsert_accounts(
     now_bound = stamp(now) if stamp else now
     inserts: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
-    for ref, index in unique.items():
-        row = rows[index]
+    restamps: list[dict[str, Any]] = []
+    for ref, (line, _ref, values) in unique.items():
         found = existing.get(ref)
-        if found is not None and found[1] == row.digest:
-            counts.unchanged += 1
-            continue
-        if found is not None and import_id is not None and found[2] == import_id:
-            problems.append(Problem(row.line, *_DUPLICATE))
-            continue
-        values = sealed[index] if sealed is not None else sealed_values(sealer, row)
         if found is None:
-            if day is not None and values[_LAST_PAID] is not None:
-                values = (
-                    *values[:_LAST_PAID],
-                    day(values[_LAST_PAID]),
-                    *values[_LAST_PAID + 1 :],
-                )
+            if day is not None and values[LAST_PAID] is not None:
+                values = (*values[:LAST_PAID], day(values[LAST_PAID]), *values[LAST_PAID + 1 :])
             inserts.append((new_id(), bank_id, ref, import_id, now_bound, now_bound, *values))
+        elif import_id is not None and found[2] == import_id:
+            problems.append(Problem(line, *_DUPLICATE))
+        elif found[1] == values[DIGEST]:
+            counts.unchanged += 1
+            if import_id is not None:
+                restamps.append({"row_id": found[0], "import_id": import_id})
         else:
             updates.append(
                 {
@@ -567,7 +174,26 @@ async def upsert_accounts(
     if updates:
         await conn.execute(_UPDATE_ACCOUNT, updates)
         counts.updated += len(updates)
+    if restamps:
+        await conn.execute(_UPDATE_ACCOUNT, restamps)
     return problems
+
+
+async def _existing(
+    conn: AsyncConnection, bank_id: str, refs: list[str]
+) -> dict[str, tuple[str, str | None, str | None]]:
+    """The bank's accounts among these references: id, row digest and import, by reference."""
+    if conn.dialect.name == "postgresql":
+        # One array parameter: planning an IN list of thousands of parameters costs more.
+        matches = _accounts.c.account_ref == any_(bindparam("refs", refs, type_=ARRAY(String)))
+    else:
+        matches = _accounts.c.account_ref.in_(refs)
+    result = await conn.execute(
+        select(
+            _accounts.c.account_ref, _accounts.c.id, _accounts.c.row_digest, _accounts.c.import_id
+        ).where(_accounts.c.bank_id == bank_id, matches)
+    )
+    return {ref: (row_id, digest, imp) for ref, row_id, digest, imp in result}
 
 
 async def _bulk_insert(conn: AsyncConnection, records: list[tuple[Any, ...]]) -> None:
@@ -587,14 +213,45 @@ async def _bulk_insert(conn: AsyncConnection, records: list[tuple[Any, ...]]) ->
     )
 
 
+# The importing connection's SQLite settings while it writes: a larger page cache (the indexes'
+# pages stay in memory between batches: 64 MiB) and checkpoints every 64 MiB of WAL, not every
+# 4 MiB (each would copy pages the next batch dirties again). Restored when the import ends.
+SQLITE_WRITER_PRAGMAS = {"cache_size": -65536, "wal_autocheckpoint": 16384}
+
+
+@contextlib.asynccontextmanager
+async def _writer(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection for all of an import's batches (each its own transaction)."""
+    async with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        saved = {}
+        for name, value in SQLITE_WRITER_PRAGMAS.items():
+            saved[name] = (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
+            await conn.exec_driver_sql(f"PRAGMA {name}={int(value)}")
+        await conn.commit()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                await conn.rollback()
+            for name, before in saved.items():
+                await conn.exec_driver_sql(f"PRAGMA {name}={int(before)}")
+            # The WAL the import grew goes into the database now, not on some reader's commit.
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            await conn.commit()
+
+
 async def _write_batch(
-    engine: AsyncEngine,
+    writer: AsyncConnection,
     sealer: security.FieldSealer,
     record: PortfolioImport,
     batch: Batch,
     counts: Counts,
 ) -> None:
-    async with engine.begin() as conn:
+    async with writer.begin():
+        conn = writer
         duplicates = await upsert_accounts(
             conn,
             sealer,
@@ -602,7 +259,6 @@ async def _write_batch(
             rows=batch.rows,
             import_id=record.id,
             counts=counts,
-            sealed=batch.sealed,
         )
         problems = batch.problems + duplicates
         if problems:
@@ -627,12 +283,44 @@ async def _write_batch(
         )
 
 
-def _next_batch(source: Iterator[Batch], sealer: security.FieldSealer) -> Batch | None:
-    """The next batch, checked and its rows encrypted (run in a worker thread)."""
-    batch = next(source, None)
-    if batch is not None:
-        batch.sealed = [sealed_values(sealer, row) for row in batch.rows]
-    return batch
+async def _threaded_batches(
+    path: Path, sealer: security.FieldSealer, *, today: date, batch_rows: int
+) -> AsyncGenerator[Batch, None]:
+    """The file's batches, each checked and sealed in a worker thread while the caller writes
+    the one before."""
+    source: Iterator[Batch] = batches(path, sealer, today=today, batch_rows=batch_rows)
+    pending = asyncio.ensure_future(asyncio.to_thread(next, source, None))
+    try:
+        while (batch := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, source, None))
+            yield batch
+    finally:
+        if not pending.done():
+            with contextlib.suppress(Exception):
+                await pending
+
+
+def _checked(
+    path: Path,
+    secret: str,
+    sealer: security.FieldSealer,
+    *,
+    total: int | None,
+    today: date,
+    workers: int | None,
+    batch_rows: int,
+) -> AsyncGenerator[Batch, None]:
+    """Checked batches from processes for a large CSV, from a thread otherwise."""
+    if workers is None:
+        large = total is not None and total > PROCESS_ABOVE_ROWS
+        workers = checking_processes() if large else 0
+    if workers and is_xlsx(path):
+        workers = 1  # each process would parse the whole workbook: one does it once
+    if not workers:
+        return _threaded_batches(path, sealer, today=today, batch_rows=batch_rows)
+    return checker.checked_batches(
+        path, secret, today=today, workers=workers, batch_rows=batch_rows
+    )
 
 
 async def run_import(
@@ -644,12 +332,15 @@ async def run_import(
     progress: Callable[[Counts, int | None], None] | None = None,
     delete_file: bool = False,
     today: date | None = None,
+    workers: int | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> Counts:
     """Import the file into the accounts of the import's bank, batch by batch, and finish it.
 
-    Reading, checking and encrypting (CPU work) run in a worker thread, one batch ahead of the
-    writes, so the event loop keeps serving requests during an import. A stopped process leaves
-    the import `running`; it is marked failed when next read (`expire_if_stale`).
+    Reading, checking and encrypting (CPU work) run beside the writes: in a worker thread, or
+    for a large file in `workers` child processes (by default one per spare core; 0 for the
+    thread), so the event loop keeps serving requests during an import. A stopped process
+    leaves the import `running`; it is marked failed when next read (`expire_if_stale`).
     """
     async with AsyncSession(engine) as session:
         record = await session.get(PortfolioImport, import_id)
@@ -662,21 +353,22 @@ async def run_import(
     try:
         total = await asyncio.to_thread(count_rows, path)
         await _set(engine, import_id, rows_total=total)
-        source = batches(path, today=today)
-        # The next batch is read and checked in a thread while this one is written.
-        pending = asyncio.ensure_future(asyncio.to_thread(_next_batch, source, sealer))
-        try:
-            while (batch := await pending) is not None:
-                pending = asyncio.ensure_future(asyncio.to_thread(_next_batch, source, sealer))
-                await _write_batch(engine, sealer, record, batch, counts)
+        source = _checked(
+            path,
+            secret,
+            sealer,
+            total=total,
+            today=today or beijing_today(),
+            workers=workers,
+            batch_rows=batch_rows,
+        )
+        async with contextlib.aclosing(source), _writer(engine) as writer:
+            async for batch in source:
+                await _write_batch(writer, sealer, record, batch, counts)
                 if delete_file:
                     _touch(path)
                 if progress is not None:
                     progress(counts, total)
-        finally:
-            if not pending.done():
-                with contextlib.suppress(Exception):
-                    await pending
     except ImportFileError as exc:
         failure = str(exc)
     except asyncio.CancelledError:  # Ctrl-C in the command, or the task cancelled

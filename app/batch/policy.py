@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.batch.models import OfferPolicy
 from app.db import utcnow
 from app.errors import Conflict, Invalid
-from app.loans.service import BANDS, TIERS
+from app.loans.tiers import BANDS, TIERS
 from app.repayment import plans
 from app.users.models import User
 

@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.batch import importer
 from app.batch.import_router import bank_import, start_import
+from app.batch.rows import COLUMNS
 from app.db import SessionDep
 from app.deps import SettingsDep
 from app.errors import AppError, Invalid
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/bank", include_in_schema=False)
 PROBLEMS_SHOWN = 100
 ACCEPTED_HEADERS = [
     (field, [a for a in aliases if a.isascii()], [a for a in aliases if not a.isascii()])
-    for field, aliases in importer.COLUMNS.items()
+    for field, aliases in COLUMNS.items()
 ]
 
 

@@ -13,7 +13,7 @@ from app.batch.policy_router import bank_of
 from app.batch.policy_schemas import PolicyWrite
 from app.db import SessionDep
 from app.errors import AppError
-from app.loans.service import BANDS, TIERS
+from app.loans.tiers import BANDS, TIERS
 from app.portals import labels
 from app.portals.common import (
     BankPortalUser,

@@ -19,7 +19,7 @@ from app.cases.models import Case
 from app.db import SessionDep, utcnow
 from app.errors import Conflict
 from app.i18n import SHANGHAI
-from app.loans.service import amount_band
+from app.loans.tiers import amount_band
 from app.portals import labels
 from app.portals.common import (
     BankPortalUser,

@@ -11,7 +11,7 @@ from app.cases.timeline import record_event
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict
-from app.loans.service import overdue_tier
+from app.loans.tiers import overdue_tier
 from app.notifications import messages
 from app.notifications import service as outbox
 from app.review.schemas import DebtConfirmation, Decision, IdentityCheck, Resubmit, Review

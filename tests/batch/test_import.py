@@ -15,6 +15,7 @@ from app import security
 from app.batch import importer
 from app.batch.import_router import import_tasks
 from app.batch.models import ImportProblem, PortfolioImport
+from app.batch.rows import beijing_today
 from app.loans.models import LoanAccount
 from app.orgs import service as orgs
 from tests.helpers import Backend, World, id_number
@@ -87,7 +88,7 @@ def xlsx_bytes(rows: list[list[Any]], header: list[str] = EN_HEADER) -> bytes:
     return out.getvalue()
 
 
-TOMORROW = (importer.beijing_today() + timedelta(days=1)).isoformat()
+TOMORROW = (beijing_today() + timedelta(days=1)).isoformat()
 MIXED = [
     row("R-1"),  # line 2
     row("R-2", id_number=BAD_CHECK),  # 3
