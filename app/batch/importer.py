@@ -214,9 +214,9 @@ async def _bulk_insert(conn: AsyncConnection, records: list[tuple[Any, ...]]) ->
 
 
 # The importing connection's SQLite settings while it writes: a larger page cache (the indexes'
-# pages stay in memory between batches: 64 MiB) and checkpoints every 64 MiB of WAL, not every
+# pages stay in memory between batches: 32 MiB) and checkpoints every 64 MiB of WAL, not every
 # 4 MiB (each would copy pages the next batch dirties again). Restored when the import ends.
-SQLITE_WRITER_PRAGMAS = {"cache_size": -65536, "wal_autocheckpoint": 16384}
+SQLITE_WRITER_PRAGMAS = {"cache_size": -32768, "wal_autocheckpoint": 16384}
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agreements import service as agreements
-from app.batch.affordability import ProposedPlan, sustainable_monthly_fen
+from app.batch.affordability import (
+    BASIS_POINTS,
+    ProposedPlan,
+    buffer_share,
+    sustainable_monthly_fen,
+)
 from app.batch.affordability import propose as propose_plans
 from app.cases import service as cases
 from app.cases.consent import TERMS
@@ -40,7 +45,7 @@ from app.portals.common import (
     validation_messages,
     yuan_to_fen,
 )
-from app.portals.labels import N_
+from app.portals.labels import HARDSHIP, N_
 from app.repayment import ledger
 from app.repayment.schemas import PlanRead
 from app.review import service as review
@@ -526,6 +531,12 @@ def _apply_page(
         values=values,
         errors=errors,
         preview=affordability(values),
+        # What apply.js keeps of disposable income per hardship, in basis points (the engine's
+        # buffer, so the live sentence says the same amount as the server).
+        keep_bp={
+            reason: int((1 - buffer_share(reason)) * BASIS_POINTS)
+            for reason in ("", *HARDSHIP)
+        },
         id_dropped=id_dropped,
         status=status,
     )

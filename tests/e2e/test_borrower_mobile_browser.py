@@ -97,6 +97,17 @@ async def test_a_borrower_applies_and_uploads_on_a_phone(
         await page.locator("#monthly_expenses_yuan").fill("4200")
         await expect(page.locator("#afford-left")).to_have_text("¥1,800.50")
         await expect(afford).to_have_attribute("data-state", "left")
+        # The sustainable payment keeps the engine's reserve: 40% after a lost job or an
+        # illness, 30% otherwise, rounded down to the fen.
+        plan = page.locator("#afford-plan")
+        await page.locator("#hardship_reason").select_option("job_loss")
+        await expect(plan).to_contain_text("¥1,080.30")
+        await page.locator("#hardship_reason").select_option("income_drop")
+        await expect(plan).to_contain_text("¥1,260.35")
+        await page.locator("#monthly_expenses_yuan").fill("7000")
+        await expect(plan).to_be_hidden()
+        await page.locator("#monthly_expenses_yuan").fill("4200")
+        await expect(plan).to_contain_text("¥1,260.35")
         await page.locator("#full_name").fill("张伟")
         await page.locator("#id_number").fill(ALICE_ID)
         await page.locator("#hardship_reason").select_option("illness")

@@ -1,6 +1,8 @@
 /*
  * The application form's affordability preview (收支评估), live as the borrower types:
- * monthly income minus essential expenses = what is left each month.
+ * monthly income minus essential expenses = what is left each month, and the payment that
+ * leaves the affordability engine's reserve untouched (app.batch.affordability: what it keeps,
+ * per hardship, arrives in basis points as T.keep_bp).
  *
  * Money is integer fen throughout. What a person types ("6,000.50", "￥1，200", "２０００．５")
  * is read as a decimal string, the way the server reads it (app.portals.common.yuan_to_fen):
@@ -22,8 +24,16 @@
     income: document.getElementById('afford-income'),
     expenses: document.getElementById('afford-expenses'),
     left: document.getElementById('afford-left'),
-    message: document.getElementById('afford-message')
+    message: document.getElementById('afford-message'),
+    plan: document.getElementById('afford-plan')
   };
+  var hardship = document.getElementById('hardship_reason');
+  // The server's sentence (after "Check the figures") also names a plan; it stands while the
+  // figures it was made from do.
+  function figures() {
+    return [income.value, expenses.value, hardship ? hardship.value : ''].join('|');
+  }
+  var served = out.plan && !out.plan.hidden ? figures() : null;
   // Up to 15 digits of yuan, at most two decimals; the same rule as the server.
   var AMOUNT = /^(-?)([0-9]{1,15})(?:\.([0-9]{1,2}))?$/;
   // Fen stays an exact integer in a double up to 2^53; amounts above the schema's limit
@@ -67,6 +77,33 @@
     if (node && node.textContent !== text) node.textContent = text;
   }
 
+  /** The sustainable monthly payment in fen: floor(left × keep / 10000), exactly. */
+  function sustainable(leftFen) {
+    var keep = T.keep_bp[hardship ? hardship.value : ''];
+    if (typeof keep !== 'number') keep = T.keep_bp[''];
+    // left × keep can pass 2^53; split left into 10000s and the rest so every step is exact.
+    var whole = Math.floor(leftFen / 10000);
+    var rest = leftFen % 10000;
+    return whole * keep + Math.floor((rest * keep) / 10000);
+  }
+
+  function showPlan(inFen, exFen, left) {
+    if (!out.plan) return;
+    if (served !== null && figures() === served) return;
+    served = null;
+    var amount = left > 0 ? sustainable(left) : 0;
+    if (amount <= 0) {
+      out.plan.hidden = true;
+      show(out.plan, '');
+      return;
+    }
+    show(
+      out.plan,
+      fill(T.sustain, { income: money(inFen), expenses: money(exFen), amount: money(amount) })
+    );
+    out.plan.hidden = false;
+  }
+
   function update() {
     var inFen = toFen(income.value);
     var exFen = toFen(expenses.value);
@@ -81,9 +118,11 @@
       out.left.classList.remove('short');
       show(out.message, bad ? T.invalid : T.empty);
       section.setAttribute('data-state', bad ? 'invalid' : 'empty');
+      showPlan(0, 0, 0);
       return;
     }
     var left = inFen - exFen;
+    showPlan(inFen, exFen, left);
     show(out.left, money(left));
     out.left.classList.toggle('short', left <= 0);
     if (left < 0) {
@@ -100,6 +139,7 @@
 
   income.addEventListener('input', update);
   expenses.addEventListener('input', update);
+  if (hardship) hardship.addEventListener('change', update);
   // The live figure makes the server round trip unnecessary; keep it for those without JS.
   var check = document.getElementById('afford-check');
   if (check) check.hidden = true;
