@@ -103,7 +103,10 @@ MIXED = [
 ]
 
 
-async def run(env: Backend, data: bytes, tmp_path: Path, *, bank: str = "DEMO") -> str:
+async def run(
+    env: Backend, data: bytes, tmp_path: Path, *, bank: str = "DEMO", **options: Any
+) -> str:
+    """Import `data` for the bank; `options` go to `run_import` (workers, batch_rows)."""
     path = tmp_path / "upload.bin"
     path.write_bytes(data)
     async with env.session() as s:
@@ -113,7 +116,7 @@ async def run(env: Backend, data: bytes, tmp_path: Path, *, bank: str = "DEMO") 
             s, bank_id=found.id, created_by=None, filename="accounts.csv", file_sha256="0" * 64
         )
     await importer.run_import(
-        env.app.state.engine, env.settings.secret_key, import_id=record.id, path=path
+        env.app.state.engine, env.settings.secret_key, import_id=record.id, path=path, **options
     )
     return record.id
 

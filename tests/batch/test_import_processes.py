@@ -12,7 +12,8 @@ from app.batch.models import ImportProblem, PortfolioImport
 from app.batch.rows import ImportFileError, beijing_today
 from app.loans.models import LoanAccount
 from app.orgs import service as orgs
-from tests.batch.test_import import MIXED, csv_bytes, row
+from tests.batch.test_import import MIXED, csv_bytes, load, row
+from tests.batch.test_import import run as run_import
 from tests.helpers import Backend, World
 
 # Duplicates inside one batch and across batches, blank lines, good and bad rows: 17 data rows.
@@ -31,26 +32,12 @@ FILE_ROWS = [
 
 
 async def run(
-    env: Backend, path: Path, *, bank: str, workers: int, batch_rows: int = 3
+    env: Backend, data: bytes, tmp_path: Path, *, bank: str, workers: int, batch_rows: int = 3
 ) -> PortfolioImport:
-    async with env.session() as s:
-        found = await orgs.get_bank_by_code(s, code=bank)
-        assert found is not None
-        record = await importer.begin(
-            s, bank_id=found.id, created_by=None, filename="a.csv", file_sha256="0" * 64
-        )
-    await importer.run_import(
-        env.app.state.engine,
-        env.settings.secret_key,
-        import_id=record.id,
-        path=path,
-        workers=workers,
-        batch_rows=batch_rows,
+    import_id = await run_import(
+        env, data, tmp_path, bank=bank, workers=workers, batch_rows=batch_rows
     )
-    async with env.session() as s:
-        done = await s.get(PortfolioImport, record.id)
-        assert done is not None
-        return done
+    return await load(env, import_id)
 
 
 async def outcome(env: Backend, record: PortfolioImport) -> tuple[Any, ...]:
@@ -100,10 +87,9 @@ async def outcome(env: Backend, record: PortfolioImport) -> tuple[Any, ...]:
 async def test_processes_decide_exactly_what_the_thread_decides(
     env: Backend, world: World, tmp_path: Path
 ) -> None:
-    path = tmp_path / "accounts.csv"
-    path.write_bytes(csv_bytes(FILE_ROWS))
-    threaded = await run(env, path, bank="DEMO", workers=0)
-    in_processes = await run(env, path, bank="EAST", workers=2)
+    data = csv_bytes(FILE_ROWS)
+    threaded = await run(env, data, tmp_path, bank="DEMO", workers=0)
+    in_processes = await run(env, data, tmp_path, bank="EAST", workers=2)
     assert await outcome(env, in_processes) == await outcome(env, threaded)
     counts, stored, problems = await outcome(env, in_processes)
     assert counts == ("done", None, 17, 17, 6, 0, 0, 11)
@@ -120,10 +106,9 @@ async def test_processes_decide_exactly_what_the_thread_decides(
 async def test_a_reimport_in_processes_changes_nothing(
     env: Backend, world: World, tmp_path: Path
 ) -> None:
-    path = tmp_path / "accounts.csv"
-    path.write_bytes(csv_bytes(FILE_ROWS))
-    await run(env, path, bank="DEMO", workers=2)
-    again = await run(env, path, bank="DEMO", workers=2)
+    data = csv_bytes(FILE_ROWS)
+    await run(env, data, tmp_path, bank="DEMO", workers=2)
+    again = await run(env, data, tmp_path, bank="DEMO", workers=2)
     # The later R-1 and P-2 are refused again rather than overwriting the earlier ones.
     assert (again.rows_created, again.rows_updated, again.rows_unchanged) == (0, 0, 6)
     assert again.rows_failed == 11
@@ -133,12 +118,11 @@ async def test_a_malformed_file_fails_at_the_same_row_either_way(
     env: Backend, world: World, tmp_path: Path
 ) -> None:
     good = csv_bytes([row(f"M-{i}") for i in range(7)])
-    path = tmp_path / "broken.csv"
     # An unclosed quote swallows the rest of the file into one field, past the csv module's limit.
     huge = b'M-8,credit_card,"' + b"x" * 200_000 + b"\n"
-    path.write_bytes(good + huge + csv_bytes([row("M-9")]))
-    threaded = await outcome(env, await run(env, path, bank="DEMO", workers=0))
-    in_processes = await outcome(env, await run(env, path, bank="EAST", workers=2))
+    data = good + huge + csv_bytes([row("M-9")])
+    threaded = await outcome(env, await run(env, data, tmp_path, bank="DEMO", workers=0))
+    in_processes = await outcome(env, await run(env, data, tmp_path, bank="EAST", workers=2))
     assert in_processes == threaded
     (status, failure, _total, done, created, *_), stored, _problems = in_processes
     assert status == "failed"
