@@ -534,8 +534,7 @@ def _apply_page(
         # What apply.js keeps of disposable income per hardship, in basis points (the engine's
         # buffer, so the live sentence says the same amount as the server).
         keep_bp={
-            reason: int((1 - buffer_share(reason)) * BASIS_POINTS)
-            for reason in ("", *HARDSHIP)
+            reason: int((1 - buffer_share(reason)) * BASIS_POINTS) for reason in ("", *HARDSHIP)
         },
         id_dropped=id_dropped,
         status=status,
