@@ -35,7 +35,7 @@ class CampaignCreate(BaseModel):
     name: CampaignName
     selection: Selection = Field(default_factory=Selection)
     import_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{32}$")] = Field(
-        default=None, description="Only the accounts last written by this import of the bank's"
+        default=None, description="Only the accounts this bank import was the last to carry"
     )
 
 

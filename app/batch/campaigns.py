@@ -360,8 +360,7 @@ async def _queue(
         f"contact:{user_of[phone]}" if user_of[phone] else f"contact:phone:{hashes[phone]}"
         for phone in phones
     )
-    for key in keys:
-        await locking.hold(session, key)
+    await locking.hold_all(session, keys)
     phone_of_user = {user_id: phone for phone, user_id in user_of.items() if user_id}
     who: ColumnElement[bool] = OutboxMessage.to_address.in_(phones)
     if phone_of_user:
