@@ -1,7 +1,7 @@
 """Every table, imported once so Alembic and the tests see the whole schema."""
 
 from app.agreements.models import Agreement, Signature
-from app.audit.models import AccessRecord
+from app.audit.models import AccessRecord, AuditEvent
 from app.batch.models import Campaign, ImportProblem, Invitation, OfferPolicy, PortfolioImport
 from app.cases.models import Case, CaseEvent, Document
 from app.complaints.models import Complaint
@@ -20,6 +20,7 @@ __all__ = [
     "AccessRecord",
     "Agreement",
     "Appointment",
+    "AuditEvent",
     "Bank",
     "Base",
     "Campaign",
