@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+import app.models  # noqa: F401 - every table, so the mappers resolve their foreign keys
 from app.cases.models import Case
 from app.cases.states import Status
 from app.config import Settings
