@@ -1,4 +1,4 @@
-"""The `hejie` command for operators: serve, migrate, demo data, accounts, outbox."""
+"""The `hejie` command for operators: serve, migrate, demo data, accounts, outbox, audit."""
 
 import argparse
 import asyncio
@@ -301,6 +301,33 @@ def _registry_audit(*, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    """`hejie audit verify`: walk the audit chain; exit 0 when intact, 1 at the first break."""
+    from app.audit import chain
+
+    anchor = None
+    if args.expect_head:
+        try:
+            anchor = chain.parse_anchor(args.expect_head)
+        except ValueError as exc:
+            print(f"error: --expect-head: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    report = _run(lambda s: chain.verify(s, anchor=anchor))
+    head = f"{report.head_seq}:{report.head_hash}"
+    if args.json:
+        print(json.dumps({**report.to_dict(), "head": head}))
+    elif report.problem is None:
+        print(f"audit chain OK: {report.count} events, chain intact; head {head}")
+    else:
+        p = report.problem
+        print(
+            f"audit chain BROKEN at seq {p.seq}: {p.code}: {p.detail} "
+            f"({report.count} events intact before it; last good {head})"
+        )
+    if not report.ok:
+        raise SystemExit(1)
+
+
 def cmd_repayment(args: argparse.Namespace) -> None:
     from app.db import utcnow
     from app.repayment import ledger
@@ -545,6 +572,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(func=cmd_registry)
+
+    audit_log = sub.add_parser("audit", help="the tamper-evident audit log")
+    audit_sub = audit_log.add_subparsers(dest="action", required=True)
+    audit_verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit chain; exit 0 when intact, 1 at the first edited or missing row",
+        description=(
+            "Walks the audit events in order and recomputes each hash. An edited row, a deleted "
+            "or moved one shows; rows deleted from the end do not, unless --expect-head names a "
+            "row seen before (a head printed earlier, or one from the shipped JSON log)."
+        ),
+    )
+    audit_verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit_verify.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="a row seen earlier that must still be in the chain, with this hash",
+    )
+    audit_verify.set_defaults(func=cmd_audit)
 
     repayment = sub.add_parser("repayment", help="repayment plans: reminders, default, payments")
     repayment_sub = repayment.add_subparsers(dest="action", required=True)

@@ -2,9 +2,15 @@
 
 A mediator's search (`/mediator/search?q=<phone>`) or any filter would otherwise put a phone
 number or a name into uvicorn's access log, and from there into log shipping.
+
+The audit events (`app.audit.chain`) also go to stdout, one JSON line each, for shipping; they
+carry ids and codes only.
 """
 
+import json
 import logging
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -28,3 +34,47 @@ def redact_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, DropQueryStrings) for f in access.filters):
         access.addFilter(DropQueryStrings())
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, and the record's
+    `json_fields` (what the caller chose to ship; never the request's personal data)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "json_fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class CurrentStdout(logging.Handler):
+    """Write to whatever `sys.stdout` is when the record comes (servers and tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def audit_to_stdout() -> None:
+    """The audit events as JSON lines on stdout, for shipping (idempotent: apps are made often).
+
+    Only the `hejie.audit` logger is touched, and it does not pass its records on: uvicorn's
+    access log and the other application loggers keep their own handlers and format.
+    """
+    audit = logging.getLogger("hejie.audit")
+    audit.setLevel(logging.INFO)
+    audit.propagate = False
+    if not any(isinstance(h, CurrentStdout) for h in audit.handlers):
+        handler = CurrentStdout()
+        handler.setFormatter(JsonLines())
+        audit.addHandler(handler)

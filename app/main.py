@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logs.redact_access_log()
+    logs.audit_to_stdout()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
 
