@@ -1,4 +1,8 @@
-"""The `hejie` command for operators: serve, migrate, demo data, accounts, outbox, audit."""
+"""The `hejie` command for operators: serve, migrate, demo data, accounts, outbox, audit.
+
+What a command changes (and the outbox, which it prints) is put into the audit log as an
+operator's action (`app.audit.events`).
+"""
 
 import argparse
 import asyncio
@@ -59,6 +63,30 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     return asyncio.run(_in_session(work))
 
 
+async def _operator_did(
+    session: AsyncSession,
+    event: str,
+    *,
+    outcome: str = "ok",
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    **detail: str | int | bool | None,
+) -> None:
+    """Put what an operator did into the audit log, in the command's transaction (codes only)."""
+    from app.audit import chain
+    from app.audit.events import OPERATOR
+
+    await chain.record(
+        session,
+        event=event,
+        outcome=outcome,
+        actor_role=OPERATOR,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        detail={**detail, "via": "cli"},
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -95,9 +123,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise SystemExit("error: `hejie demo` is for development only (HEJIE_ENV=dev)")
 
     async def work(session: AsyncSession) -> list[demo.StaffLogin] | None:
+        from app.audit.events import Event
+
         if args.if_empty and await demo.has_other_data(session):
             return None
-        return await demo.load(session, settings)
+        logins = await demo.load(session, settings)
+        await _operator_did(session, Event.DEMO_LOADED)
+        return logins
 
     logins = _run(work)
     if logins is None:
@@ -107,27 +139,48 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_banks(args: argparse.Namespace) -> None:
+    from app.audit.events import Event
     from app.orgs import service
+    from app.orgs.models import Bank
 
-    bank = _run(
-        lambda s: service.create_bank(
-            s, code=args.code, name=args.name, institution_code=args.institution
+    async def work(session: AsyncSession) -> Bank:
+        bank = await service.create_bank(
+            session, code=args.code, name=args.name, institution_code=args.institution
         )
-    )
+        await _operator_did(
+            session, Event.BANK_CREATED, subject_type="bank", subject_id=bank.id, code=bank.code
+        )
+        return bank
+
+    bank = _run(work)
     print(json.dumps({"id": bank.id, "code": bank.code, "name": bank.name}, ensure_ascii=False))
 
 
 def cmd_institutions(args: argparse.Namespace) -> None:
+    from app.audit.events import Event
     from app.orgs import service
+    from app.orgs.models import Institution
 
-    inst = _run(lambda s: service.create_institution(s, code=args.code, name=args.name))
+    async def work(session: AsyncSession) -> Institution:
+        inst = await service.create_institution(session, code=args.code, name=args.name)
+        await _operator_did(
+            session,
+            Event.INSTITUTION_CREATED,
+            subject_type="institution",
+            subject_id=inst.id,
+            code=inst.code,
+        )
+        return inst
+
+    inst = _run(work)
     print(json.dumps({"id": inst.id, "code": inst.code, "name": inst.name}, ensure_ascii=False))
 
 
 def cmd_users(args: argparse.Namespace) -> None:
     from app import security
+    from app.audit.events import OPERATOR, Event
     from app.users import service
-    from app.users.models import Role
+    from app.users.models import Role, User
 
     if args.action == "create":
         password = args.password
@@ -135,9 +188,10 @@ def cmd_users(args: argparse.Namespace) -> None:
             password = sys.stdin.readline().rstrip("\n")
         elif password is None:
             password = getpass.getpass("Password: ")
-        user, secret = _run(
-            lambda s: service.create_staff(
-                s,
+
+        async def create(session: AsyncSession) -> tuple[User, str]:
+            user, secret = await service.create_staff(
+                session,
                 get_settings(),
                 role=Role(args.role),
                 username=args.username,
@@ -146,7 +200,12 @@ def cmd_users(args: argparse.Namespace) -> None:
                 bank_code=args.bank,
                 institution_code=args.institution,
             )
-        )
+            await _operator_did(
+                session, Event.USER_CREATED, subject_type="user", subject_id=user.id, role=user.role
+            )
+            return user, secret
+
+        user, secret = _run(create)
         print(
             json.dumps(
                 {
@@ -168,14 +227,46 @@ def cmd_users(args: argparse.Namespace) -> None:
         if current is None:
             raise SystemExit(f"error: no staff user {args.username}")
         print(security.current_totp(current))
+    elif args.action in ("activate", "deactivate"):
+        active = args.action == "activate"
+
+        async def switch(session: AsyncSession) -> tuple[User, bool]:
+            found = await service.get_by_username(session, username=args.username)
+            if found is None or found.role == Role.BORROWER:
+                raise SystemExit(f"error: no staff user {args.username}")
+            changed = await service.set_active(
+                session, user=found, active=active, actor_role=OPERATOR, via="cli"
+            )
+            return found, changed
+
+        user, changed = _run(switch)
+        print(json.dumps({"id": user.id, "is_active": user.is_active, "changed": changed}))
 
 
 def cmd_documents(args: argparse.Namespace) -> None:
+    from app.audit.events import Event
     from app.cases import documents
 
     settings = get_settings()
-    removed = _run(lambda s: documents.sweep_unreferenced(s, settings))
+
+    async def work(session: AsyncSession) -> int:
+        removed = await documents.sweep_unreferenced(session, settings)
+        await _operator_did(session, Event.DOCUMENTS_SWEPT, removed=removed)
+        return removed
+
+    removed = _run(work)
     print(f"removed {removed} stored file(s) that no document refers to")
+
+
+def cmd_retention(args: argparse.Namespace) -> None:
+    from app.db import utcnow
+    from app.rights import erasure, retention
+
+    settings = get_settings()
+    report = _run(lambda s: retention.run(s, settings, now=utcnow(), dry_run=args.dry_run))
+    # The files go once the erasure that dropped their documents has committed.
+    erasure.remove_files(report.files)
+    print(json.dumps(report.counts()))
 
 
 def cmd_outbox(args: argparse.Namespace) -> None:
@@ -190,7 +281,16 @@ def cmd_outbox(args: argparse.Namespace) -> None:
         # Phones are stored as 11 digits; let an operator type +86 138 0000 0001 too.
         with contextlib.suppress(ValueError):
             to = normalise_phone(to)
-    messages = _run(lambda s: service.recent(s, to=to, last=args.last))
+    from app.audit.events import Event
+    from app.notifications.models import OutboxMessage
+
+    async def work(session: AsyncSession) -> list[OutboxMessage]:
+        found = await service.recent(session, to=to, last=args.last)
+        # It prints phone numbers and message texts: an export of personal data.
+        await _operator_did(session, Event.EXPORT_OUTBOX, rows=len(found))
+        return found
+
+    messages = _run(work)
     for m in messages:
         print(
             json.dumps(
@@ -362,6 +462,7 @@ def cmd_repayment(args: argparse.Namespace) -> None:
 
 
 def _repayment_import(settings: Settings, path: Path, *, username: str) -> None:
+    from app.audit.events import Event
     from app.repayment import ledger
     from app.repayment.schemas import ImportReport
     from app.users import service as users
@@ -378,9 +479,19 @@ def _repayment_import(settings: Settings, path: Path, *, username: str) -> None:
         user = await users.get_by_username(session, username=username)
         if user is None or user.role != Role.BANK_STAFF or user.bank_id is None:
             raise SystemExit(f"error: no bank staff user {username}")
-        return await ledger.import_payments(
+        report = await ledger.import_payments(
             session, settings, bank_id=user.bank_id, recorded_by=user, rows=rows
         )
+        await _operator_did(
+            session,
+            Event.PAYMENTS_IMPORTED,
+            subject_type="bank",
+            subject_id=user.bank_id,
+            recorded=report.recorded,
+            duplicates=report.duplicates,
+            errors=len(report.errors),
+        )
+        return report
 
     print(_run(work).model_dump_json())
 
@@ -392,6 +503,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     import app.models  # noqa: F401  (every table, for the foreign keys' targets)
     from app import runtime
+    from app.audit.events import Event
     from app.batch import importer
     from app.batch.models import PortfolioImport
     from app.orgs import service as orgs
@@ -445,6 +557,19 @@ def cmd_import(args: argparse.Namespace) -> None:
                 finished = await session.get(PortfolioImport, record.id)
                 assert finished is not None
                 problems = await importer.problems(session, import_id=record.id)
+                await _operator_did(
+                    session,
+                    Event.ACCOUNTS_IMPORTED,
+                    outcome="ok" if finished.status == "done" else "failed",
+                    subject_type="bank",
+                    subject_id=finished.bank_id,
+                    import_id=record.id,
+                    rows=counts.done,
+                    created=counts.created,
+                    updated=counts.updated,
+                    failed=counts.failed,
+                )
+                await session.commit()
                 return finished, counts, problems
         finally:
             await engine.dispose()
@@ -536,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     totp = users_sub.add_parser("totp", help="print a staff user's current TOTP code (dev only)")
     totp.add_argument("username")
     totp.set_defaults(func=cmd_users)
+    for action, what in (
+        ("activate", "let it sign in again"),
+        ("deactivate", "stop it signing in"),
+    ):
+        switch = users_sub.add_parser(action, help=f"{what}: a staff account, by username")
+        switch.add_argument("username")
+        switch.set_defaults(func=cmd_users)
 
     docs = sub.add_parser("documents", help="uploaded documents")
     docs_sub = docs.add_subparsers(dest="action", required=True)
@@ -543,6 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="delete stored files of refused uploads (no document refers to them)"
     )
     sweep.set_defaults(func=cmd_documents)
+
+    retention = sub.add_parser("retention", help="personal data past its retention period")
+    retention_sub = retention.add_subparsers(dest="action", required=True)
+    purge = retention_sub.add_parser(
+        "run",
+        help="erase what has been kept long enough (closed cases, records of closed accounts, "
+        "SMS texts, expired codes); prints the counts as JSON",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count only; change nothing")
+    purge.set_defaults(func=cmd_retention)
 
     outbox = sub.add_parser("outbox", help="show what was sent (SMS, email); send what is due")
     outbox.add_argument("--to", help="only messages to this address or phone")

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from app import logs, runtime
 from app.agreements.router import router as agreements_router
+from app.audit import refusals
 from app.audit.router import router as audit_router
 from app.batch import campaign_router, import_router
 from app.batch.fastpath_router import router as fastpath_router
@@ -21,7 +22,7 @@ from app.cases.router import router as cases_router
 from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
 from app.db import SessionDep, make_engine, make_sessionmaker
-from app.errors import install_error_handlers
+from app.errors import AppError, install_error_handlers
 from app.middleware import BodySizeLimit, CatchAll, SecurityHeaders
 from app.notifications import dispatcher
 from app.notifications.senders import senders_from_settings
@@ -143,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
 
     install_error_handlers(app)
+    # Replaces the plain AppError handler: a refused signed-in caller is in the audit log.
+    app.add_exception_handler(AppError, refusals.app_error)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,

@@ -6,6 +6,8 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
 from app.agreements import service
 from app.agreements.schemas import DeclineRequest, SignRequest
+from app.audit import chain
+from app.audit.events import Event
 from app.audit.schemas import Read
 from app.audit.service import record_read
 from app.cases.deps import OwnedCase, PartyCase
@@ -116,6 +118,13 @@ async def package(case: PartyCase, user: CurrentUser, session: SessionDep) -> Re
     await record_read(session, actor=user, case_id=case.id, what=Read.AGREEMENT, detail="package")
     data = service.judicial_package(
         agreement, await service.signatures(session, agreement=agreement)
+    )
+    await chain.record(
+        session,
+        event=Event.EXPORT_JUDICIAL_PACKAGE,
+        actor=user,
+        subject_type="case",
+        subject_id=case.id,
     )
     return Response(
         data,

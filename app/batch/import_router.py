@@ -14,6 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, File, Request, Response, UploadFile, status
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from app.audit import chain
+from app.audit.events import Event
 from app.batch import importer
 from app.batch.models import PortfolioImport
 from app.batch.schemas import ImportRead
@@ -160,7 +162,16 @@ async def import_problems(
     import_id: str, user: BankUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     record = await bank_import(session, settings, user, import_id)
-    report = importer.problems_csv(await importer.problems(session, import_id=record.id))
+    problems = await importer.problems(session, import_id=record.id)
+    report = importer.problems_csv(problems)
+    await chain.record(
+        session,
+        event=Event.EXPORT_IMPORT_PROBLEMS,
+        actor=user,
+        subject_type="import",
+        subject_id=record.id,
+        detail={"rows": len(problems)},
+    )
     return Response(
         report.encode("utf-8-sig"),  # with a BOM, so Excel opens the Chinese text correctly
         media_type="text/csv; charset=utf-8",

@@ -51,7 +51,9 @@ async def logout(request: Request, session: SessionDep, settings: SettingsDep) -
     await require_form_csrf(request)
     target = "/"
     if auth is not None:
-        await users.revoke(session, jti=auth.claims.jti, expires_at=auth.claims.expires_at)
+        await users.sign_out(
+            session, user=auth.user, jti=auth.claims.jti, expires_at=auth.claims.expires_at
+        )
         target = "/borrower/login" if auth.user.role == Role.BORROWER else "/staff/login"
     response = redirect(target)
     clear_session_cookie(response, settings)

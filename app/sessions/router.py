@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app import security
+from app.audit import refusals
 from app.audit.schemas import Read
 from app.audit.service import record_read
 from app.cases import service as cases
@@ -165,6 +166,11 @@ async def _caller(
         user = await session.get(User, row.user_id)
         if user is None or not user.is_active:
             return None
+        # The sign-in that fetched the ticket must still stand, as a presented token must.
+        if row.session_expires_at is not None and row.session_expires_at <= utcnow():
+            return None
+        if row.session_jti is not None and await users.is_revoked(session, jti=row.session_jti):
+            return None
         return user, Credential(row.session_jti, row.session_expires_at)
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -189,10 +195,16 @@ async def _admit(
         user, credential = caller
         case = await cases.get_visible(session, user=user, case_id=case_id)
         if case is None:
+            await refusals.record_room_refusal(
+                session, user=user, case_id=case_id, code=refusals.CASE_NOT_FOUND
+            )
+            await session.commit()
             return None
         try:
             who = await service.member(session, case=case, user=user)
-        except Forbidden:
+        except Forbidden as exc:
+            await refusals.record_room_refusal(session, user=user, case_id=case_id, code=exc.code)
+            await session.commit()
             return None
         try:
             await service.check_open(session, case=case)

@@ -56,7 +56,9 @@ async def staff_login(body: StaffLogin, session: SessionDep, settings: SettingsD
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
 async def logout(auth: CurrentAuth, session: SessionDep, settings: SettingsDep) -> Response:
-    await service.revoke(session, jti=auth.claims.jti, expires_at=auth.claims.expires_at)
+    await service.sign_out(
+        session, user=auth.user, jti=auth.claims.jti, expires_at=auth.claims.expires_at
+    )
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     clear_session_cookie(response, settings)
     return response

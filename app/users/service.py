@@ -8,6 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from app import locking, security
+from app.audit import chain
+from app.audit.events import Event, Outcome
+from app.audit.throttle import Throttle
 from app.config import Settings
 from app.db import dialect_insert, utcnow
 from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
@@ -37,7 +40,12 @@ def parse_phone(raw: str) -> str:
 
 
 # The text sent with a code, by what the code is for.
-SMS_TEXTS = {"login": messages.login_code, "sign": messages.signing_code}
+SMS_TEXTS = {
+    "login": messages.login_code,
+    "sign": messages.signing_code,
+    # A borrower correcting their phone number proves the new one is theirs (app.rights).
+    "contact": messages.contact_code,
+}
 
 
 async def request_login_code(
@@ -130,14 +138,52 @@ async def consume_sms_code(
         raise refused
 
 
+# Failed sign-ins in the audit log: every one against an account (its lockout or code limits
+# bound them), but at most this many a window for each account, and for all the sign-ins that
+# name no account together (a flood of made-up names must not fill the chain).
+SIGN_IN_FAILURES = Throttle(limit=20, window_seconds=900)
+
+
+async def _sign_in_failed(
+    session: AsyncSession, *, method: str, reason: str, user: User | None
+) -> bool:
+    """Record a refused sign-in (never what was typed); whether it was recorded."""
+    key = user.id if user is not None else f"no-account:{method}"
+    left_out = SIGN_IN_FAILURES.admit(key)
+    if left_out is None:
+        return False
+    detail: chain.Detail = {"method": method, "reason": reason}
+    if left_out:
+        detail["unrecorded"] = left_out
+    await chain.record(
+        session,
+        event=Event.LOGIN_FAILED,
+        outcome=Outcome.FAILED,
+        subject_type="user" if user is not None else None,
+        subject_id=user.id if user is not None else None,
+        detail=detail,
+    )
+    return True
+
+
 async def sign_in_borrower(
     session: AsyncSession, settings: Settings, *, phone: str, code: str
 ) -> User:
-    """Check the SMS code; the first sign-in creates the borrower."""
-    await consume_sms_code(session, settings, phone=phone, code=code)
+    """Check the SMS code; the first sign-in creates the borrower.
+
+    A refusal is in the audit log (its transaction commits although the request fails).
+    """
+    try:
+        await consume_sms_code(session, settings, phone=phone, code=code)
+    except Unauthenticated as exc:
+        known = await get_borrower_by_phone(session, settings, phone=phone)
+        if await _sign_in_failed(session, method="sms_code", reason=exc.code, user=known):
+            exc.keep_changes = True
+        raise
     phone = parse_phone(phone)
     phone_hash = _phone_hash(settings, phone)
     user = await session.scalar(select(User).where(User.phone_hash == phone_hash))
+    new_account = user is None
     if user is None:
         user = User(
             role=Role.BORROWER,
@@ -148,9 +194,20 @@ async def sign_in_borrower(
         )
         session.add(user)
     elif not user.is_active or user.role != Role.BORROWER:
-        raise Unauthenticated("The code is wrong or has expired", code="otp_invalid")
+        refused = Unauthenticated("The code is wrong or has expired", code="otp_invalid")
+        if await _sign_in_failed(session, method="sms_code", reason="inactive", user=user):
+            refused.keep_changes = True
+        raise refused
     user.last_login_at = utcnow()
     await session.flush()
+    await chain.record(
+        session,
+        event=Event.LOGIN,
+        actor=user,
+        subject_type="user",
+        subject_id=user.id,
+        detail={"method": "sms_code", "new_account": new_account},
+    )
     return user
 
 
@@ -170,7 +227,8 @@ async def get_borrower_by_phone(
 
 
 MAX_FAILED_LOGINS = 10
-LOCKOUT = timedelta(minutes=15)
+LOCKOUT_MINUTES = 15
+LOCKOUT = timedelta(minutes=LOCKOUT_MINUTES)
 
 
 async def sign_in_staff(
@@ -194,29 +252,48 @@ async def sign_in_staff(
         security.verify_password, password_hash or security.dummy_password_hash(), password
     )
     if user is None or password_hash is None:
+        why = "unknown_account" if user is None else "no_password"
+        if await _sign_in_failed(session, method="password", reason=why, user=user):
+            refused.keep_changes = True
         raise refused
     now = utcnow()
     if user.locked_until is not None and user.locked_until > now:
-        if not password_ok:
-            raise refused  # the lock is news only to someone who knows the password
-        raise RateLimited(
+        locked = RateLimited(
             "Too many failed sign-ins; this account is locked for 15 minutes",
             code="login_locked",
         )
-    problem = None
-    if not password_ok or not user.is_active:
-        problem = "invalid_credentials"
+        # The lock is news only to someone who knows the password.
+        error = locked if password_ok else refused
+        if await _sign_in_failed(session, method="password", reason="locked", user=user):
+            error.keep_changes = True
+        raise error
+    # Why it fails (None: it does not), as the audit log has it; the caller is told less.
+    reason: str | None
+    if not password_ok:
+        reason = "wrong_password"
+    elif not user.is_active:
+        reason = "inactive"
     else:
-        problem = await _claim_totp(session, settings, user=user, code=totp)
-    if problem is not None:
+        reason = await _claim_totp(session, settings, user=user, code=totp)
+    if reason is not None:
         user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
+        locks = user.failed_logins >= MAX_FAILED_LOGINS
+        if locks:
             user.failed_logins = 0
             user.locked_until = now + LOCKOUT
         await session.flush()
-        if problem == "totp_reused":
+        if reason == "totp_reused":
             refused = Unauthenticated(
-                "That authenticator code was already used; wait for the next one", code=problem
+                "That authenticator code was already used; wait for the next one", code=reason
+            )
+        await _sign_in_failed(session, method="password", reason=reason, user=user)
+        if locks:
+            await chain.record(
+                session,
+                event=Event.LOCKOUT,
+                subject_type="user",
+                subject_id=user.id,
+                detail={"failures": MAX_FAILED_LOGINS, "minutes": LOCKOUT_MINUTES},
             )
         refused.keep_changes = True
         raise refused
@@ -224,6 +301,14 @@ async def sign_in_staff(
     user.locked_until = None
     user.last_login_at = now
     await session.flush()
+    await chain.record(
+        session,
+        event=Event.LOGIN,
+        actor=user,
+        subject_type="user",
+        subject_id=user.id,
+        detail={"method": "password_totp"},
+    )
     return user
 
 
@@ -322,6 +407,38 @@ async def get_by_username(session: AsyncSession, *, username: str) -> User | Non
 
 async def is_revoked(session: AsyncSession, *, jti: str) -> bool:
     return await session.get(RevokedToken, jti) is not None
+
+
+async def sign_out(session: AsyncSession, *, user: User, jti: str, expires_at: datetime) -> None:
+    """End a sign-in: its token stops working, and the audit log says who signed out."""
+    await revoke(session, jti=jti, expires_at=expires_at)
+    await chain.record(
+        session, event=Event.LOGOUT, actor=user, subject_type="user", subject_id=user.id
+    )
+
+
+async def set_active(
+    session: AsyncSession, *, user: User, active: bool, actor_role: str, via: str
+) -> bool:
+    """Let a staff account sign in, or stop it; whether anything changed.
+
+    A deactivated account's tokens stop working at once (every request checks `is_active`).
+    """
+    if user.role == Role.BORROWER:
+        raise Invalid("borrower accounts are not managed here", code="invalid_role")
+    if user.is_active == active:
+        return False
+    user.is_active = active
+    await session.flush()
+    await chain.record(
+        session,
+        event=Event.USER_ACTIVATED if active else Event.USER_DEACTIVATED,
+        actor_role=actor_role,
+        subject_type="user",
+        subject_id=user.id,
+        detail={"role": user.role, "via": via},
+    )
+    return True
 
 
 async def revoke(session: AsyncSession, *, jti: str, expires_at: datetime) -> None:

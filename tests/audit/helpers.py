@@ -1,12 +1,15 @@
 """Reading the audit chain and the JSON log lines in tests."""
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from app import cli
 from app.audit.models import AuditEvent
+from app.config import get_settings
 from tests.helpers import Backend
 
 
@@ -45,3 +48,26 @@ def audit_lines(captured: str) -> list[dict[str, Any]]:
 
 def stdout_of(capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
+
+
+async def hejie(
+    env: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """Run the command in this process against the test database: exit code and stdout."""
+    for name, value in {
+        "HEJIE_DATABASE_URL": env.url,
+        "HEJIE_DATA_DIR": str(env.settings.data_dir),
+        "HEJIE_SECRET_KEY": env.settings.secret_key,
+        "HEJIE_ENV": "dev",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    stdout_of(capsys)
+    try:
+        await asyncio.to_thread(cli.main, list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        get_settings.cache_clear()
+    return code, stdout_of(capsys)

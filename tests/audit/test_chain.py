@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app import cli
 from app.audit import chain
-from app.config import get_settings
-from tests.audit.helpers import audit_lines, audit_rows, stdout_of
+from tests.audit.helpers import audit_lines, audit_rows, hejie, stdout_of
 from tests.helpers import Backend
 
 
@@ -249,29 +247,6 @@ async def test_a_rolled_back_event_is_never_logged(
 
 
 # --- `hejie audit verify` ------------------------------------------------------------------------
-
-
-async def hejie(
-    env: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str]:
-    """Run the command in this process against the test database: exit code and stdout."""
-    for name, value in {
-        "HEJIE_DATABASE_URL": env.url,
-        "HEJIE_DATA_DIR": str(env.settings.data_dir),
-        "HEJIE_SECRET_KEY": env.settings.secret_key,
-        "HEJIE_ENV": "dev",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    stdout_of(capsys)
-    try:
-        await asyncio.to_thread(cli.main, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        get_settings.cache_clear()
-    return code, stdout_of(capsys)
 
 
 async def test_the_command_exits_0_when_intact_and_1_at_the_first_break(
