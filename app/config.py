@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     # Off when a separate `hejie outbox dispatch` does it.
     dispatch_in_app: bool = True
 
+    # Personal-information retention (app.rights, docs/privacy.md); `hejie retention run` erases
+    # what is past these. A filed agreement's record: years after its last obligation ended (the
+    # plan completed or defaulted), for claims under it and the mediation archive.
+    retention_years: int = Field(default=5, ge=1, le=30)
+    # A case closed without an agreement (rejected, withdrawn, failed): days after it closed.
+    closed_case_retention_days: int = Field(default=180, ge=1)
+    # The address and text of an SMS or email: days after it was created.
+    message_retention_days: int = Field(default=180, ge=1)
+
     # Outbox senders (`hejie outbox dispatch`); unset: messages are only recorded in the outbox.
     # smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465.
     smtp_url: str | None = Field(default=None, repr=False)

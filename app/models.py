@@ -12,6 +12,7 @@ from app.notifications.models import OutboxMessage
 from app.orgs.models import Bank, Institution
 from app.registry.models import RegistryEntry
 from app.repayment.models import Installment, Payment, Plan
+from app.rights.models import CaseErasure, PrivacyRequest
 from app.scheduling.models import Appointment, RescheduleApproval, Slot
 from app.sessions.models import Message, Offer, Room, Ticket
 from app.users.models import RevokedToken, SmsCode, User
@@ -25,6 +26,7 @@ __all__ = [
     "Base",
     "Campaign",
     "Case",
+    "CaseErasure",
     "CaseEvent",
     "Complaint",
     "Document",
@@ -41,6 +43,7 @@ __all__ = [
     "Payment",
     "Plan",
     "PortfolioImport",
+    "PrivacyRequest",
     "RegistryEntry",
     "RescheduleApproval",
     "RevokedToken",

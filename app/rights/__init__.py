@@ -1,0 +1,1 @@
+"""Personal-information rights (PIPL ch. IV): see, copy, correct, withdraw consent, erase."""
