@@ -32,6 +32,13 @@ def signing_code(code: str, *, valid_minutes: int) -> str:
     )
 
 
+def contact_code(code: str, *, valid_minutes: int) -> str:
+    return (
+        f"{SENDER}您正在将本号码设为和解调解平台账户的联系手机，验证码为 {code}，"
+        f"{valid_minutes} 分钟内有效。请勿将验证码告诉任何人。如非本人操作，请忽略本短信。"
+    )
+
+
 def agreement_filed(case_no: str, *, filing_no: str) -> str:
     return (
         f"{SENDER}您好，您的调解协议（案件编号 {case_no}）已由各方签署生效并备案，"

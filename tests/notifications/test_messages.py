@@ -35,6 +35,7 @@ TEXTS: dict[str, Callable[[], str]] = {
     "no_show": lambda: messages.no_show("HJ20260302-0001"),
     "cancelled_by_mediator": lambda: messages.cancelled_by_mediator("HJ20260302-0001", start=START),
     "signing_code": lambda: messages.signing_code("123456", valid_minutes=10),
+    "contact_code": lambda: messages.contact_code("123456", valid_minutes=10),
     "agreement_filed": lambda: messages.agreement_filed(
         "HJ20260302-0001", filing_no="HJ-2026-000123"
     ),
