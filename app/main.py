@@ -14,6 +14,7 @@ from sqlalchemy import text
 from app import logs, runtime
 from app.agreements.router import router as agreements_router
 from app.audit import refusals
+from app.audit.router import compliance_router
 from app.audit.router import router as audit_router
 from app.batch import campaign_router, import_router
 from app.batch.fastpath_router import router as fastpath_router
@@ -31,6 +32,7 @@ from app.portals import agreement, bank, borrower, mediator, public, rights, roo
 from app.portals import batch_import as import_pages
 from app.portals import batch_policy as policy_pages
 from app.portals import campaigns as campaign_pages
+from app.portals import compliance as compliance_pages
 from app.portals import fastpath as fastpath_pages
 from app.portals import ledger as ledger_pages
 from app.registry import keys as registry_keys
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(repayment_router)
     api.include_router(reports_router)
     api.include_router(audit_router)
+    api.include_router(compliance_router)
     api.include_router(complaints_router)
     api.include_router(campaign_router.router)
     api.include_router(import_router.router)
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for portal in (public, staff, borrower, mediator, bank, room, agreement, ledger_pages, verify):
         app.include_router(portal.router)
     app.include_router(rights.router)
+    app.include_router(compliance_pages.router)
     app.include_router(import_pages.router)
     app.include_router(campaign_pages.router)
     app.include_router(policy_pages.router)

@@ -199,6 +199,19 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "bank": "403",
         "mediator": "ok",
     },
+    # The institution's compliance view: mediators only, each their own institution's.
+    ("GET", "/api/v1/audit/access-log"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_inst": "ok",
+        "mediator": "ok",
+    },
+    ("GET", "/api/v1/audit/events"): {
+        **dict.fromkeys(PUBLIC, "403"),
+        "anon": "401",
+        "other_inst": "ok",
+        "mediator": "ok",
+    },
     ("POST", "/api/v1/complaints/{complaint_id}/resolve"): {
         **dict.fromkeys(PUBLIC, "403"),
         "anon": "401",

@@ -25,13 +25,24 @@ and would drown each borrower's log; the list of a case's documents (kinds and f
 the files); and the live session room, where the borrower is present and sees who is there.
 """
 
-from sqlalchemy import select
+import json
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.models import AccessRecord
-from app.audit.schemas import AccessRead, Read
+from app.audit.models import AccessRecord, AuditEvent
+from app.audit.schemas import (
+    AccessRead,
+    AuditEventRead,
+    Read,
+    StaffAccessRead,
+)
+from app.cases.models import Case
+from app.errors import Forbidden, Invalid, NotFound
+from app.orgs import service as orgs
 from app.orgs.models import Bank, Institution
-from app.users.models import STAFF_ROLES, User
+from app.users.models import STAFF_ROLES, Role, User
 
 
 async def record_read(
@@ -83,3 +94,169 @@ async def reads_of_case(
         for record, actor_name, bank_name, institution_name in rows[:limit]
     ]
     return items, next_cursor
+
+
+# --- the institution's compliance view -----------------------------------------------------------
+#
+# A mediation institution sees the staff reads of the cases it handles (whoever read them: its
+# mediators, the bank's staff, the platform's administrators), and the audit events about those
+# cases and about its own mediators' accounts. Nothing about another institution's cases: an
+# event is shown for its subject case only when that case is the institution's own.
+
+
+async def compliance_institution(
+    session: AsyncSession, *, user: User, code: str | None
+) -> Institution:
+    """Whose compliance view the caller may read: a mediator their own institution's, an
+    administrator the one they name."""
+    if user.role == Role.ADMIN:
+        if not code:
+            raise Invalid("Name the institution (?institution=CODE)", code="institution_required")
+        found = await orgs.get_institution_by_code(session, code=code)
+    elif user.role == Role.MEDIATOR and user.institution_id:
+        found = await session.get(Institution, user.institution_id)
+        if found is not None and code and code != found.code:
+            found = None  # another institution's view is not this caller's to see
+    else:
+        raise Forbidden("Only mediation institutions have a compliance view", code="role_forbidden")
+    if found is None:
+        raise NotFound("No such institution", code="institution_not_found")
+    return found
+
+
+def _case_no_filter(case_no: str | None) -> str | None:
+    cleaned = (case_no or "").strip().upper()
+    return cleaned or None
+
+
+async def institution_reads(
+    session: AsyncSession,
+    *,
+    institution_id: str,
+    case_no: str | None = None,
+    actor_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[StaffAccessRead], str | None]:
+    """Staff reads of the institution's cases, newest first; the cursor is the last record's id."""
+    query = (
+        select(AccessRecord, Case.case_no, User.display_name, Bank.name, Institution.name)
+        .join(Case, Case.id == AccessRecord.case_id)
+        .join(User, User.id == AccessRecord.actor_id)
+        .outerjoin(Bank, Bank.id == AccessRecord.bank_id)
+        .outerjoin(Institution, Institution.id == AccessRecord.institution_id)
+        .where(Case.institution_id == institution_id)
+        .order_by(AccessRecord.id.desc())
+        .limit(limit + 1)
+    )
+    if wanted := _case_no_filter(case_no):
+        query = query.where(Case.case_no == wanted)
+    if actor_id:
+        query = query.where(AccessRecord.actor_id == actor_id)
+    if cursor:
+        query = query.where(AccessRecord.id < cursor)
+    rows = list((await session.execute(query)).all())
+    next_cursor = rows[limit - 1][0].id if len(rows) > limit else None
+    items = [
+        StaffAccessRead(
+            at=record.at,
+            case_id=record.case_id,
+            case_no=number,
+            actor_id=record.actor_id,
+            actor_role=record.actor_role,
+            actor_name=actor_name,
+            organisation=bank_name or institution_name,
+            what=record.what,
+            detail=record.detail,
+        )
+        for record, number, actor_name, bank_name, institution_name in rows[:limit]
+    ]
+    return items, next_cursor
+
+
+def _about_institution(institution_id: str) -> ColumnElement[bool]:
+    """The audit events an institution may see: about its cases, or its mediators' accounts."""
+    its_cases = select(Case.id).where(Case.institution_id == institution_id)
+    its_staff = select(User.id).where(User.institution_id == institution_id)
+    not_a_case = or_(AuditEvent.subject_type.is_(None), AuditEvent.subject_type != "case")
+    return or_(
+        and_(AuditEvent.subject_type == "case", AuditEvent.subject_id.in_(its_cases)),
+        and_(AuditEvent.subject_type == "user", AuditEvent.subject_id.in_(its_staff)),
+        and_(AuditEvent.actor_id.in_(its_staff), not_a_case),
+    )
+
+
+async def institution_events(
+    session: AsyncSession,
+    *,
+    institution_id: str,
+    case_no: str | None = None,
+    actor_id: str | None = None,
+    limit: int = 50,
+    cursor: int | None = None,
+) -> tuple[list[AuditEventRead], str | None]:
+    """The audit events about the institution's cases and its mediators, newest first."""
+    query = (
+        select(AuditEvent)
+        .where(_about_institution(institution_id))
+        .order_by(AuditEvent.seq.desc())
+        .limit(limit + 1)
+    )
+    if wanted := _case_no_filter(case_no):
+        case_ids = select(Case.id).where(
+            Case.case_no == wanted, Case.institution_id == institution_id
+        )
+        query = query.where(AuditEvent.subject_type == "case", AuditEvent.subject_id.in_(case_ids))
+    if actor_id:
+        about_them = and_(AuditEvent.subject_type == "user", AuditEvent.subject_id == actor_id)
+        query = query.where(or_(AuditEvent.actor_id == actor_id, about_them))
+    if cursor is not None:
+        query = query.where(AuditEvent.seq < cursor)
+    rows = list(await session.scalars(query))
+    next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
+    rows = rows[:limit]
+    people = await _display_names(
+        session,
+        [r.actor_id for r in rows] + [r.subject_id for r in rows if r.subject_type == "user"],
+    )
+    case_ids_shown = [r.subject_id for r in rows if r.subject_type == "case" and r.subject_id]
+    numbers = await _case_numbers(session, institution_id=institution_id, case_ids=case_ids_shown)
+    items = [
+        AuditEventRead(
+            seq=r.seq,
+            at=r.at,
+            event=r.event,
+            outcome=r.outcome,
+            actor_id=r.actor_id,
+            actor_role=r.actor_role,
+            actor_name=people.get(r.actor_id or ""),
+            subject_type=r.subject_type,
+            subject_id=r.subject_id,
+            case_no=numbers.get(r.subject_id or "") if r.subject_type == "case" else None,
+            subject_name=people.get(r.subject_id or "") if r.subject_type == "user" else None,
+            detail=json.loads(r.detail),
+        )
+        for r in rows
+    ]
+    return items, next_cursor
+
+
+async def _display_names(session: AsyncSession, ids: Iterable[str | None]) -> dict[str, str]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(User.id, User.display_name).where(User.id.in_(wanted)))
+    return {user_id: name for user_id, name in rows.all()}
+
+
+async def _case_numbers(
+    session: AsyncSession, *, institution_id: str, case_ids: list[str]
+) -> dict[str, str]:
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(Case.id, Case.case_no).where(
+            Case.id.in_(set(case_ids)), Case.institution_id == institution_id
+        )
+    )
+    return {case_id: number for case_id, number in rows.all()}
