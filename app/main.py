@@ -41,6 +41,7 @@ from app.repayment import ledger
 from app.repayment.router import router as repayment_router
 from app.reports.router import router as reports_router
 from app.review.router import router as review_router
+from app.rights.router import router as rights_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
 from app.sessions.router import RoomFastPath
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     api.include_router(auth_router)
     api.include_router(me_router)
+    api.include_router(rights_router)
     api.include_router(orgs_router)
     api.include_router(cases_router)
     api.include_router(review_router)

@@ -37,6 +37,15 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): SIGNED_IN,
     ("GET", "/api/v1/me"): SIGNED_IN,
+    # The caller's own personal information (app.rights): borrowers only, each their own.
+    ("GET", "/api/v1/me/data"): BORROWERS_ONLY,
+    ("GET", "/api/v1/me/data.json"): BORROWERS_ONLY,
+    ("GET", "/api/v1/me/data.pdf"): BORROWERS_ONLY,
+    ("POST", "/api/v1/me/contact/otp"): BORROWERS_ONLY,
+    ("PATCH", "/api/v1/me/contact"): BORROWERS_ONLY,
+    ("POST", "/api/v1/me/consent/withdraw"): BORROWERS_ONLY,
+    ("GET", "/api/v1/me/erasure"): BORROWERS_ONLY,
+    ("POST", "/api/v1/me/erasure"): BORROWERS_ONLY,
     ("GET", "/api/v1/banks"): PUBLIC,
     ("GET", "/api/v1/consent-terms"): PUBLIC,
     ("GET", "/api/v1/cases"): SIGNED_IN,
@@ -290,6 +299,10 @@ def _body(method: str, path: str) -> dict[str, Any]:
 
         # A fresh account reference per call, so each borrower's application is new.
         return {"json": application(account_ref=f"MATRIX-{next(_refs)}")}
+    if path == "/api/v1/me/contact/otp":
+        return {"json": {"phone": f"135{next(_refs):08d}"}}
+    if path == "/api/v1/me/contact":
+        return {"json": {"contact_window": "evening"}}
     if path == "/api/v1/auth/otp":
         return {"json": {"phone": f"133{next(_refs):08d}"}}
     if path == "/api/v1/auth/otp/verify":
