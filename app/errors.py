@@ -143,11 +143,25 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = _clean_validation_errors(exc.errors())
         if wants_json(request):
             return JSONResponse({"detail": detail, "code": "invalid_input"}, status_code=422)
-        message = "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in detail)
+        fields = [".".join(map(str, d["loc"][1:])) for d in detail]
+        message = "; ".join(
+            f"{field}: {d['msg']}" if field else d["msg"]
+            for field, d in zip(fields, detail, strict=True)
+        )
         return render_error_page(request, 422, "invalid_input", message)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # The framework's only 400s are bodies it could not parse (JSON that is not text,
+            # broken multipart): invalid input, answered like every other (the app's own
+            # errors never pass through here).
+            return await validation_error(
+                request,
+                RequestValidationError(
+                    [{"loc": ("body",), "msg": str(exc.detail), "type": "unparsable_body"}]
+                ),
+            )
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else code
         if wants_json(request):

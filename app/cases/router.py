@@ -107,7 +107,13 @@ async def upload_document(
 @router.get(
     "/{case_id}/documents/{document_id}",
     response_class=FileResponse,
-    responses={**CASE_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    # The stored type, judged by the bytes at upload (documents.sniff): one of these three.
+    responses={
+        **CASE_ERRORS,
+        200: {
+            "content": {t.content_type: {} for t in (documents.JPEG, documents.PNG, documents.PDF)}
+        },
+    },
 )
 async def download_document(
     case: PartyCase,
