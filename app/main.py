@@ -35,6 +35,7 @@ from app.portals import campaigns as campaign_pages
 from app.portals import compliance as compliance_pages
 from app.portals import fastpath as fastpath_pages
 from app.portals import ledger as ledger_pages
+from app.portals import privacy as privacy_pages
 from app.registry import keys as registry_keys
 from app.registry.router import router as registry_router
 from app.repayment import ledger
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for portal in (public, staff, borrower, mediator, bank, room, agreement, ledger_pages, verify):
         app.include_router(portal.router)
     app.include_router(rights.router)
+    app.include_router(privacy_pages.router)
     app.include_router(compliance_pages.router)
     app.include_router(import_pages.router)
     app.include_router(campaign_pages.router)
