@@ -21,6 +21,7 @@ import csv
 import io
 import logging
 import os
+import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -414,6 +415,23 @@ def stored_file(data_dir: Path, import_id: str) -> Path:
     return data_dir / "imports" / f"{import_id}.upload"
 
 
+# Unicode categories never shown in a file name: controls, format characters (the bidi
+# overrides that make "x\u202ecsv.exe" read as "xexe.csv", zero-width marks), line and
+# paragraph separators, surrogates, private-use and unassigned code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+MAX_FILENAME = 200
+
+
+def display_name(name: str) -> str:
+    """The uploaded file's name as the bank is shown it: its last path part (either slash),
+    without hidden characters, at most 200 characters. Never used as a path."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    shown = "".join(c for c in base if unicodedata.category(c) not in _HIDDEN_CATEGORIES).strip()
+    if shown in ("", ".", ".."):
+        return "accounts"
+    return shown[:MAX_FILENAME]
+
+
 async def begin(
     session: AsyncSession,
     *,
@@ -427,7 +445,7 @@ async def begin(
         id=import_id or new_id(),
         bank_id=bank_id,
         created_by=created_by,
-        filename=filename[:200],
+        filename=display_name(filename),
         file_sha256=file_sha256,
         status="running",
         rows_done=0,
