@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     otp_valid_minutes: int = 10
     otp_max_attempts: int = 5
     otp_max_per_hour: int = 5
+    # Login codes asked for from one network address in an hour, whatever the phone numbers
+    # (0: no limit). Behind a proxy, set FORWARDED_ALLOW_IPS so the address is the client's;
+    # raise it where many people share an address (carrier-grade NAT).
+    otp_max_per_address_per_hour: int = Field(default=30, ge=0)
     max_upload_bytes: int = 10 * 1024 * 1024
     # Portfolio imports (POST /api/v1/imports, /bank/imports) only: 300,000 rows are 30-40 MB.
     # The file is streamed to disk, never held in memory, so this bounds disk, not RAM.

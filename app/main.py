@@ -36,6 +36,7 @@ from app.portals import compliance as compliance_pages
 from app.portals import fastpath as fastpath_pages
 from app.portals import ledger as ledger_pages
 from app.portals import privacy as privacy_pages
+from app.ratelimit import RateLimiter
 from app.registry import keys as registry_keys
 from app.registry.router import router as registry_router
 from app.repayment import ledger
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.settle()
         yield
         await app.state.hub.stop()
+        await app.state.rate_limiter.close()
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.hub = Hub(app.state.sessionmaker, redis_url=settings.redis_url)
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(auth_router)

@@ -63,6 +63,7 @@ async def backend(
 @pytest.fixture
 async def env(backend: Backend) -> AsyncIterator[Backend]:
     yield backend
+    backend.app.state.rate_limiter.clear()  # every test is one address starting afresh
     async with backend.app.state.engine.begin() as conn:
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
         if backend.name == "postgresql":

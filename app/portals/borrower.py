@@ -25,7 +25,7 @@ from app.cases.models import Case
 from app.cases.schemas import MAX_FEN, CaseCreate, CaseRead, Withdraw
 from app.cases.states import Status
 from app.db import SessionDep, utcnow
-from app.deps import SettingsDep
+from app.deps import SettingsDep, client_address, get_rate_limiter
 from app.errors import AppError, Invalid
 from app.i18n import SHANGHAI, format_fen, format_local_time
 from app.orgs.models import Bank
@@ -77,7 +77,13 @@ async def send_code(request: Request, session: SessionDep, settings: SettingsDep
     next_url = safe_next(str(form.get("next", "")), "")
     try:
         phone = users.parse_phone(phone)
-        code = await users.request_login_code(session, settings, phone=phone)
+        code = await users.request_login_code(
+            session,
+            settings,
+            phone=phone,
+            limiter=get_rate_limiter(request),
+            address=client_address(request),
+        )
     except AppError as exc:
         await session.rollback()
         return page(

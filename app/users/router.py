@@ -1,10 +1,10 @@
 """Sign-in, sign-out and who-am-I. Anyone may call the sign-in routes."""
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.db import SessionDep
-from app.deps import SettingsDep
+from app.deps import RateLimiterDep, SettingsDep, client_address
 from app.errors import error_responses
 from app.orgs.models import Bank, Institution
 from app.users import service
@@ -35,8 +35,16 @@ def _token_response(settings: SettingsDep, user: User) -> JSONResponse:
     response_model=Accepted,
     responses=error_responses(422, 429),
 )
-async def request_otp(body: OtpRequest, session: SessionDep, settings: SettingsDep) -> Accepted:
-    await service.request_login_code(session, settings, phone=body.phone)
+async def request_otp(
+    body: OtpRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+) -> Accepted:
+    await service.request_login_code(
+        session, settings, phone=body.phone, limiter=limiter, address=client_address(request)
+    )
     return Accepted(detail="If the number can receive SMS, a code is on its way")
 
 

@@ -3,7 +3,7 @@
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +17,7 @@ from app.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from app.notifications import messages
 from app.notifications import service as outbox
 from app.orgs import service as orgs
+from app.ratelimit import RateLimiter
 from app.users.models import RevokedToken, Role, SmsCode, User
 from app.validation import mask_phone, normalise_phone
 
@@ -48,14 +49,37 @@ SMS_TEXTS = {
 }
 
 
+ADDRESS_WINDOW_SECONDS = 3600
+
+
 async def request_login_code(
-    session: AsyncSession, settings: Settings, *, phone: str, purpose: str = "login"
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    phone: str,
+    purpose: str = "login",
+    limiter: RateLimiter | None = None,
+    address: str | None = None,
 ) -> str:
     """Send a 6-digit code to the phone; the same answer whether or not an account exists.
 
     `purpose` keeps codes apart: a code sent to sign an agreement cannot sign anyone in.
+    With a `limiter`, one network `address` gets at most `otp_max_per_address_per_hour` codes,
+    whatever the numbers: one machine cannot have SMS sent to a list of phones.
     """
     phone = parse_phone(phone)
+    if limiter is not None and address is not None and settings.otp_max_per_address_per_hour:
+        key = "otp-address:" + security.keyed_hash(settings.secret_key, "rate-address", address)
+        wait = await limiter.hit(
+            key,
+            limit=settings.otp_max_per_address_per_hour,
+            window_seconds=ADDRESS_WINDOW_SECONDS,
+        )
+        if wait is not None:
+            raise RateLimited(
+                "Too many codes requested from this network; try again later",
+                code="otp_rate_limited",
+            )
     phone_hash = _phone_hash(settings, phone)
     await locking.hold(session, f"sms:{phone_hash}")
     now = utcnow()
@@ -237,36 +261,42 @@ async def sign_in_staff(
     """Password and TOTP; every failure looks the same, and each TOTP code works once.
 
     Ten failures in a row lock the account for 15 minutes, so a password cannot be guessed
-    online; the failures are kept although the request fails.
+    online; the failures are kept although the request fails. A failure costs the same work
+    whether or not the username exists (one password check, one count, one commit), so
+    neither the answer nor the path it took tells which accounts there are.
     """
     refused = Unauthenticated(
         "Wrong username, password or authenticator code", code="invalid_credentials"
     )
+    refused.keep_changes = True
     username = username.strip().lower()
-    # One sign-in at a time per username, so parallel guesses each count toward the lock.
-    await locking.hold(session, f"login:{username}")
+    # One sign-in at a time per username, so parallel guesses each count toward the lock
+    # (keyed by a hash: what someone typed as a username is not kept).
+    await locking.hold(
+        session, "login:" + security.keyed_hash(settings.secret_key, "login-lock", username)
+    )
     user = await session.scalar(select(User).where(User.username == username))
     password_hash = user.password_hash if user and user.totp_secret_encrypted else None
     # argon2 takes ~0.1 s of CPU: off the event loop. Unknown users cost the same time.
     password_ok = await run_in_threadpool(
         security.verify_password, password_hash or security.dummy_password_hash(), password
     )
-    if user is None or password_hash is None:
-        why = "unknown_account" if user is None else "no_password"
-        if await _sign_in_failed(session, method="password", reason=why, user=user):
-            refused.keep_changes = True
-        raise refused
     now = utcnow()
+    if user is None or password_hash is None:
+        await _count_failure(session, username=username, now=now)  # counts nothing
+        why = "unknown_account" if user is None else "no_password"
+        await _sign_in_failed(session, method="password", reason=why, user=user)
+        raise refused
     if user.locked_until is not None and user.locked_until > now:
         locked = RateLimited(
             "Too many failed sign-ins; this account is locked for 15 minutes",
             code="login_locked",
         )
+        locked.keep_changes = True
+        await _count_failure(session, username=username, now=now)  # moot while locked
+        await _sign_in_failed(session, method="password", reason="locked", user=user)
         # The lock is news only to someone who knows the password.
-        error = locked if password_ok else refused
-        if await _sign_in_failed(session, method="password", reason="locked", user=user):
-            error.keep_changes = True
-        raise error
+        raise locked if password_ok else refused
     # Why it fails (None: it does not), as the audit log has it; the caller is told less.
     reason: str | None
     if not password_ok:
@@ -276,12 +306,7 @@ async def sign_in_staff(
     else:
         reason = await _claim_totp(session, settings, user=user, code=totp)
     if reason is not None:
-        user.failed_logins += 1
-        locks = user.failed_logins >= MAX_FAILED_LOGINS
-        if locks:
-            user.failed_logins = 0
-            user.locked_until = now + LOCKOUT
-        await session.flush()
+        locks = await _count_failure(session, username=username, now=now)
         if reason == "totp_reused":
             refused = Unauthenticated(
                 "That authenticator code was already used; wait for the next one", code=reason
@@ -310,6 +335,29 @@ async def sign_in_staff(
         detail={"method": "password_totp"},
     )
     return user
+
+
+async def _count_failure(session: AsyncSession, *, username: str, now: datetime) -> bool:
+    """Count a failed sign-in against the username, unless it is locked; whether this failure
+    locked it. One statement for every failure: an unknown or locked username matches no row."""
+    tries = User.failed_logins + 1
+    locks = tries >= MAX_FAILED_LOGINS
+    counted = await session.execute(
+        update(User)
+        .where(
+            User.username == username,
+            or_(User.locked_until.is_(None), User.locked_until <= now),
+        )
+        .values(
+            failed_logins=case((locks, 0), else_=tries),
+            locked_until=case((locks, now + LOCKOUT), else_=User.locked_until),
+        )
+        .returning(User.failed_logins)
+        # The caller reads neither column again in this request.
+        .execution_options(synchronize_session=False)
+    )
+    row = counted.first()
+    return row is not None and row.failed_logins == 0
 
 
 def totp_secret_of(settings: Settings, user: User) -> str | None:
