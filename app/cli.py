@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import logs
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import AppError
@@ -123,13 +124,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise SystemExit("error: `hejie demo` is for development only (HEJIE_ENV=dev)")
 
     async def work(session: AsyncSession) -> list[demo.StaffLogin] | None:
-        from app.audit.events import Event
-
         if args.if_empty and await demo.has_other_data(session):
             return None
-        logins = await demo.load(session, settings)
-        await _operator_did(session, Event.DEMO_LOADED)
-        return logins
+        return await demo.load(session, settings)
 
     logins = _run(work)
     if logins is None:
@@ -793,6 +790,17 @@ def main(argv: list[str] | None = None) -> None:
     # Before `serve` too: with several workers, uvicorn would otherwise restart each worker
     # that dies on a refused setting, forever, instead of refusing to start.
     _settings_or_exit()
+    # The audit events a command records, as JSON lines on stderr (stdout is the command's own
+    # output); the server writes its own to stdout.
+    audit_lines = None if args.command == "serve" else logs.audit_json_lines("stderr")
+    try:
+        _run_command(args)
+    finally:
+        if audit_lines is not None:
+            logs.stop_audit_json_lines(audit_lines)
+
+
+def _run_command(args: argparse.Namespace) -> None:
     try:
         args.func(args)
     except AppError as exc:

@@ -53,28 +53,49 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-class CurrentStdout(logging.Handler):
-    """Write to whatever `sys.stdout` is when the record comes (servers and tests swap it)."""
+class CurrentStream(logging.Handler):
+    """Write to whatever `sys.stdout` (or `sys.stderr`) is when the record comes: servers and
+    tests swap them after the handler is made."""
+
+    def __init__(self, stream_name: str = "stdout") -> None:
+        super().__init__()
+        self.stream_name = stream_name
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            stream = getattr(sys, self.stream_name)
+            stream.write(line + "\n")
+            stream.flush()
         except Exception:
             self.handleError(record)
 
 
-def audit_to_stdout() -> None:
-    """The audit events as JSON lines on stdout, for shipping (idempotent: apps are made often).
+AUDIT_LOGGER = "hejie.audit"
+
+
+def audit_json_lines(stream_name: str = "stdout") -> logging.Handler:
+    """The audit events as JSON lines on stdout (or stderr), for shipping; idempotent.
 
     Only the `hejie.audit` logger is touched, and it does not pass its records on: uvicorn's
     access log and the other application loggers keep their own handlers and format.
     """
-    audit = logging.getLogger("hejie.audit")
+    audit = logging.getLogger(AUDIT_LOGGER)
     audit.setLevel(logging.INFO)
     audit.propagate = False
-    if not any(isinstance(h, CurrentStdout) for h in audit.handlers):
-        handler = CurrentStdout()
-        handler.setFormatter(JsonLines())
-        audit.addHandler(handler)
+    for handler in audit.handlers:
+        if isinstance(handler, CurrentStream) and handler.stream_name == stream_name:
+            return handler
+    added = CurrentStream(stream_name)
+    added.setFormatter(JsonLines())
+    audit.addHandler(added)
+    return added
+
+
+def audit_to_stdout() -> None:
+    """The server's audit JSON lines go to stdout (apps are made often: once is enough)."""
+    audit_json_lines("stdout")
+
+
+def stop_audit_json_lines(handler: logging.Handler) -> None:
+    logging.getLogger(AUDIT_LOGGER).removeHandler(handler)

@@ -16,8 +16,9 @@ it could deadlock against a transaction holding that lock and waiting for the ch
 commit soon after.
 
 Once the transaction commits, each of its events is also written as one JSON line to the
-`hejie.audit` logger (see `app.logs.audit_to_stdout`); an event whose transaction rolled back
-is never logged.
+`hejie.audit` logger (`app.logs.audit_json_lines`: stdout from the server, stderr from the
+`hejie` command, whose stdout is its own output); an event whose transaction rolled back is
+never logged.
 
 What the chain cannot show by itself: rows deleted from its end (the chain that is left is
 intact), or a chain rewritten from some row onwards with every later hash recomputed. Both need

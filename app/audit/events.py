@@ -28,10 +28,10 @@ Each event, its outcome, where it is recorded, and what its detail holds:
 - `admin.documents_swept` (ok): `hejie documents sweep`; `removed`.
 - `admin.accounts_imported` (ok or failed): `hejie import accounts`; `import_id`, row counts.
 - `admin.payments_imported` (ok): `hejie repayment import`; row counts.
-- `admin.demo_loaded` (ok): `hejie demo`.
 
 What an operator does with the `hejie` command has no signed-in actor: `actor_role` is
-`operator` and `via` is `cli`.
+`operator` and `via` is `cli`. `hejie demo` records nothing: it is for development only, and
+running it again must change nothing.
 
 The personal-information rights (`app.rights`) record their own `pii.*` events.
 """
@@ -56,7 +56,6 @@ class Event(StrEnum):
     DOCUMENTS_SWEPT = "admin.documents_swept"
     ACCOUNTS_IMPORTED = "admin.accounts_imported"
     PAYMENTS_IMPORTED = "admin.payments_imported"
-    DEMO_LOADED = "admin.demo_loaded"
 
 
 class Outcome(StrEnum):

@@ -52,8 +52,8 @@ def stdout_of(capsys: pytest.CaptureFixture[str]) -> str:
 
 async def hejie(
     env: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str]:
-    """Run the command in this process against the test database: exit code and stdout."""
+) -> tuple[int, str, str]:
+    """Run the command in this process against the test database: exit code, stdout, stderr."""
     for name, value in {
         "HEJIE_DATABASE_URL": env.url,
         "HEJIE_DATA_DIR": str(env.settings.data_dir),
@@ -62,7 +62,7 @@ async def hejie(
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    stdout_of(capsys)
+    capsys.readouterr()
     try:
         await asyncio.to_thread(cli.main, list(args))
         code = 0
@@ -70,4 +70,5 @@ async def hejie(
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         get_settings.cache_clear()
-    return code, stdout_of(capsys)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -255,12 +255,12 @@ async def test_the_command_exits_0_when_intact_and_1_at_the_first_break(
     await append(env, "test.one", "test.two", "test.three")
     head = (await audit_rows(env))[-1]
 
-    code, out = await hejie(env, monkeypatch, capsys, "audit", "verify")
+    code, out, _ = await hejie(env, monkeypatch, capsys, "audit", "verify")
     assert code == 0
     assert f"3 events, chain intact; head 3:{head.hash}" in out
 
     await tamper(env, "DELETE FROM audit_events WHERE seq = 3")
-    code, out = await hejie(
+    code, out, _ = await hejie(
         env, monkeypatch, capsys, "audit", "verify", "--json", "--expect-head", f"3:{head.hash}"
     )
     assert code == 1

@@ -13,7 +13,7 @@ from app.audit import refusals
 from app.audit.models import AuditEvent
 from app.users.models import User
 from tests.agreements.helpers import filed_case
-from tests.audit.helpers import audit_rows, hejie
+from tests.audit.helpers import audit_lines, audit_rows, hejie
 from tests.helpers import Backend, World, apply
 from tests.sessions.helpers import serving
 
@@ -170,6 +170,7 @@ async def test_operator_commands_that_change_data_are_recorded(
 ) -> None:
     password = "Tiaojie-Zhongxin-2026!"
     new_user = ("--password", password, "--institution", "AUDT")
+    logged: list[dict[str, object]] = []
     for args in (
         ("institutions", "create", "--code", "AUDT", "--name", "审计调解中心"),
         ("banks", "create", "--code", "AUDB", "--name", "审计银行", "--institution", "AUDT"),
@@ -179,8 +180,9 @@ async def test_operator_commands_that_change_data_are_recorded(
         ("users", "activate", "auditor.one"),
         ("outbox", "--last", "5"),
     ):
-        code, _ = await hejie(env, monkeypatch, capsys, *args)
+        code, _, err = await hejie(env, monkeypatch, capsys, *args)
         assert code == 0, args
+        logged.extend(audit_lines(err))
 
     rows = [r for r in await audit_rows(env) if r.actor_role == "operator"]
     assert [r.event for r in rows] == [
@@ -192,6 +194,8 @@ async def test_operator_commands_that_change_data_are_recorded(
         "export.outbox",
     ]
     assert all(detail(r)["via"] == "cli" and r.actor_id is None for r in rows)
+    # Each also as a JSON line on stderr (stdout is the command's own output).
+    assert [line["seq"] for line in logged] == [r.seq for r in rows]
     created = rows[2]
     async with env.session() as s:
         user = await s.get(User, created.subject_id)
