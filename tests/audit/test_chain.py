@@ -3,11 +3,14 @@ an anchor, a cut-off end), concurrent appends queue, and only committed events r
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
+import uvicorn
 from sqlalchemy import text
 
+from app import logs
 from app.audit import chain
 from tests.audit.helpers import audit_lines, audit_rows, hejie, stdout_of
 from tests.helpers import Backend
@@ -267,3 +270,24 @@ async def test_the_command_exits_0_when_intact_and_1_at_the_first_break(
     report = json.loads(out)
     assert report["ok"] is False and report["count"] == 2
     assert (report["problem"]["seq"], report["problem"]["code"]) == (3, "truncated")
+
+
+async def test_uvicorns_logs_and_the_other_app_loggers_are_left_alone(
+    env: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `hejie serve` has uvicorn set up logging; the app's audit handler must survive it.
+    uvicorn.Config(env.app, log_level="warning").configure_logging()
+    audit = logging.getLogger("hejie.audit")
+    assert not audit.propagate
+    assert [h.stream_name for h in audit.handlers if isinstance(h, logs.CurrentStream)] == [
+        "stdout"
+    ]
+    access = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, logs.DropQueryStrings) for f in access.filters)
+    assert logging.getLogger("hejie.errors").propagate
+
+    stdout_of(capsys)
+    logging.getLogger("hejie.errors").error("not an audit event")
+    await append(env, "test.after_uvicorn")
+    (line,) = audit_lines(stdout_of(capsys))
+    assert line["event"] == "test.after_uvicorn"
