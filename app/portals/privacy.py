@@ -6,6 +6,7 @@ again by its code each refusal whose own message carries case numbers.
 """
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -276,7 +277,7 @@ async def withdraw_consent(
     form = await request.form()
     reason = str(form.get("reason", "")).strip() or None
     confirmed = form.get("confirm") == "yes"
-    files: list[Any] = []
+    files: list[Path] = []
 
     async def action() -> None:
         if not confirmed:

@@ -12,9 +12,11 @@
 A filed agreement of an account that was never closed is not erased here: the borrower still
 uses it (their plan, their certificate), and may ask for erasure at any time.
 
-Safe to run again and again, and in several processes (each case is claimed by its erasure
-record): a second run finds nothing more to do. Each erased case and each run is a `pii.*`
-event in the audit chain; a dry run changes nothing and records nothing.
+Safe to run again and again: a second run finds nothing more to do. Runs take one lock, so two at
+once run one after the other, and each case is erased under its borrower's rights lock, so a
+borrower's own request at the same moment comes before or after it, never both. Each erased
+case and each run is a `pii.*` event in the audit chain; a dry run changes nothing and records
+nothing.
 """
 
 from dataclasses import dataclass, field
@@ -24,17 +26,19 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import locking
 from app.audit import chain
 from app.cases.models import Case, CaseEvent, Document
 from app.cases.states import CLOSED
 from app.config import Settings
-from app.rights import erasure
+from app.rights import erasure, service
 from app.rights.models import CaseErasure
 from app.sessions.models import Ticket
 from app.users.models import RevokedToken, SmsCode
 
 # Codes and tickets are kept a day past expiry: the hourly cap on codes counts recent ones.
 EXPIRED_GRACE = timedelta(days=1)
+RUN_LOCK = "retention-run"
 # Who runs it, in the audit chain: the operator, through the `hejie` command.
 OPERATOR = "operator"
 
@@ -99,6 +103,8 @@ async def run(
 ) -> RetentionReport:
     report = RetentionReport(dry_run=dry_run)
     purged: list[str] = []
+    if not dry_run:
+        await locking.hold(session, RUN_LOCK)
 
     closed = await _closed_cases_due(
         session, before=now - timedelta(days=settings.closed_case_retention_days)
@@ -116,9 +122,9 @@ async def run(
             due_kept.append(case)
         elif not dry_run and record.retain_until != retention.until:
             record.retain_until = retention.until
-    report.closed_cases, report.kept_records = len(closed), len(due_kept)
 
     if dry_run:
+        report.closed_cases, report.kept_records = len(closed), len(due_kept)
         ids = [c.id for c in closed + due_kept]
         report.documents = await _count(session, Document, Document.case_id.in_(ids))
         report.messages = await erasure.blank_old_messages(
@@ -130,9 +136,18 @@ async def run(
         return report
 
     for case in closed + due_kept:
+        is_closed = case in closed
+        await service.hold_rights(session, user_id=case.borrower_id)
+        erased = await session.get(CaseErasure, case.id, populate_existing=True)
+        if erased is not None and (is_closed or erased.scope == "full"):
+            continue  # the borrower's own request got there first
         done = await erasure.erase_case(
             session, settings, case=case, scope="full", reason="retention", now=now
         )
+        if is_closed:
+            report.closed_cases += 1
+        else:
+            report.kept_records += 1
         report.documents += done.documents
         report.files += done.files
         purged.append(case.id)

@@ -74,8 +74,13 @@ def _numbers(found: list[Case]) -> str:
     return ", ".join(c.case_no for c in found)
 
 
+async def hold_rights(session: AsyncSession, *, user_id: str) -> None:
+    """One request about a borrower's data at a time (theirs, or the retention run's)."""
+    await locking.hold(session, f"rights:{user_id}")
+
+
 async def _hold(session: AsyncSession, user: User) -> None:
-    await locking.hold(session, f"rights:{user.id}")
+    await hold_rights(session, user_id=user.id)
 
 
 async def _register(
