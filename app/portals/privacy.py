@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 
 from app.config import Settings
 from app.db import SessionDep
-from app.deps import SettingsDep
+from app.deps import SettingsDep, client_address, get_rate_limiter
 from app.errors import AppError, Invalid
 from app.portals.common import (
     BorrowerPortalUser,
@@ -198,7 +198,15 @@ async def send_phone_code(
     async def action() -> None:
         data = ContactCodeRequest.model_validate({"phone": phone})
         sent.append(data.phone)
-        sent.append(await service.send_contact_code(session, settings, user=user, data=data))
+        code = await service.send_contact_code(
+            session,
+            settings,
+            user=user,
+            data=data,
+            limiter=get_rate_limiter(request),
+            address=client_address(request),
+        )
+        sent.append(code)
 
     refused = await _attempt(session, user, action, PHONE_FIELDS)
     if refused is not None:

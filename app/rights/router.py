@@ -1,11 +1,11 @@
 """A borrower's personal-information rights under /api/v1/me: see, download, correct, withdraw
 consent, erase. Borrowers only: staff get 403, anonymous callers 401."""
 
-from fastapi import APIRouter, BackgroundTasks, Response, status
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.db import SessionDep, utcnow
-from app.deps import SettingsDep
+from app.deps import RateLimiterDep, SettingsDep, client_address
 from app.errors import error_responses
 from app.i18n import SHANGHAI
 from app.rights import erasure, export, service
@@ -88,10 +88,22 @@ async def my_data_pdf_file(
     responses=error_responses(401, 403, 422, 429),
 )
 async def contact_code(
-    body: ContactCodeRequest, user: BorrowerUser, session: SessionDep, settings: SettingsDep
+    body: ContactCodeRequest,
+    request: Request,
+    user: BorrowerUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
 ) -> Accepted:
     """Text a code to a new phone number, to prove it is the caller's before it replaces theirs."""
-    await service.send_contact_code(session, settings, user=user, data=body)
+    await service.send_contact_code(
+        session,
+        settings,
+        user=user,
+        data=body,
+        limiter=limiter,
+        address=client_address(request),
+    )
     return Accepted(detail="A code is on its way to the new number")
 
 

@@ -40,8 +40,9 @@ from app.cases.models import Case
 from app.cases.states import CLOSED, Status
 from app.config import Settings
 from app.db import utcnow
-from app.errors import Conflict, Invalid, Unauthenticated
+from app.errors import Conflict, Invalid, RateLimited, Unauthenticated
 from app.notifications.models import OutboxMessage, OutboxStatus
+from app.ratelimit import RateLimiter
 from app.rights import erasure
 from app.rights.erasure import Erased
 from app.rights.models import CaseErasure, PrivacyRequest
@@ -190,13 +191,39 @@ async def _withdraw(session: AsyncSession, *, user: User, found: list[Case]) -> 
 
 
 async def send_contact_code(
-    session: AsyncSession, settings: Settings, *, user: User, data: ContactCodeRequest
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user: User,
+    data: ContactCodeRequest,
+    limiter: RateLimiter,
+    address: str | None,
 ) -> str:
-    """Text a code to the new number; the code (for the development hint)."""
+    """Text a code to the new number; the code (for the development hint).
+
+    Besides the limits on each number and network address (users.service), one account asks
+    for at most `otp_max_per_hour` of these an hour, whatever the numbers: signing in must not
+    buy a way to have SMS sent to a list of phones.
+    """
     if data.phone == users.phone_of(settings, user):
         raise Invalid("This is already your phone number", code="phone_unchanged")
+    wait = await limiter.hit(
+        f"contact-code:{user.id}",
+        limit=settings.otp_max_per_hour,
+        window_seconds=users.ADDRESS_WINDOW_SECONDS,
+    )
+    if wait is not None:
+        raise RateLimited(
+            "Too many codes requested for new numbers; try again in an hour",
+            code="otp_rate_limited",
+        )
     return await users.request_login_code(
-        session, settings, phone=data.phone, purpose=CONTACT_PURPOSE
+        session,
+        settings,
+        phone=data.phone,
+        purpose=CONTACT_PURPOSE,
+        limiter=limiter,
+        address=address,
     )
 
 

@@ -176,3 +176,25 @@ async def test_only_a_signed_in_borrower_corrects_contact_details(
         assert r.status_code == 403
         r = await client.post("/api/v1/me/contact/otp", json=otp, headers=staff.headers)
         assert r.status_code == 403
+
+
+async def test_one_account_cannot_have_codes_texted_to_a_list_of_numbers(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    limit = env.settings.otp_max_per_hour
+    for n in range(limit):
+        r = await client.post(
+            "/api/v1/me/contact/otp",
+            json={"phone": f"1370000{n:04d}"},
+            headers=world.alice.headers,
+        )
+        assert r.status_code == 202, r.text
+    r = await client.post(
+        "/api/v1/me/contact/otp", json={"phone": "13799999999"}, headers=world.alice.headers
+    )
+    assert r.status_code == 429 and r.json()["code"] == "otp_rate_limited"
+    # Another account is counted on its own.
+    r = await client.post(
+        "/api/v1/me/contact/otp", json={"phone": "13799999999"}, headers=world.bob.headers
+    )
+    assert r.status_code == 202, r.text
