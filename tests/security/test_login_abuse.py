@@ -18,7 +18,6 @@ import redis.asyncio as redis
 from sqlalchemy import event, select
 
 from app import security
-from app.audit import throttle
 from app.main import create_app
 from app.notifications.models import OutboxMessage
 from app.users import service as users
@@ -211,7 +210,6 @@ async def test_asking_for_a_code_says_nothing_about_the_phone(
 async def test_a_wrong_code_says_nothing_about_the_phone(
     client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    throttle.clear_all()
     assert world.alice.phone
     phones = (world.alice.phone, "13700000302")
     wrong = {}
@@ -229,7 +227,6 @@ async def test_a_wrong_code_says_nothing_about_the_phone(
 async def test_a_wrong_password_says_nothing_about_the_username(
     client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    throttle.clear_all()
     assert world.bank_demo.totp_secret
     totp = security.current_totp(world.bank_demo.totp_secret)
     attempt = {"password": "Not-The-Password-42", "totp": totp}
