@@ -30,7 +30,7 @@ Callers: `app.rights.service` (erasure and consent withdrawal requests) and
 import copy
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -89,31 +89,20 @@ class Erased:
     files: list[Path] = field(default_factory=list)
 
     def add(self, other: "Erased") -> None:
-        for name in (
-            "cases_full",
-            "cases_kept",
-            "documents",
-            "messages",
-            "complaints",
-            "notifications",
-            "sms_codes",
-            "loan_accounts",
-        ):
+        for name in (f.name for f in fields(self) if f.name != "files"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.files += other.files
 
     def counts(self) -> dict[str, str | int | bool | None]:
-        return {
-            "cases_full": self.cases_full,
-            "cases_kept": self.cases_kept,
-            "documents": self.documents,
-            "messages": self.messages,
-            "complaints": self.complaints,
-            "notifications": self.notifications,
-            "sms_codes": self.sms_codes,
-            "loan_accounts": self.loan_accounts,
-            "files": len(self.files),
-        }
+        return report_counts(self)
+
+
+def report_counts(report: Any) -> dict[str, str | int | bool | None]:
+    """A report's fields as audit detail, in field order; a list of files counts as its length."""
+    return {
+        f.name: len(value) if isinstance(value := getattr(report, f.name), list) else value
+        for f in fields(report)
+    }
 
 
 def _rows(result: Any) -> int:

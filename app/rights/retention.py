@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import locking
 from app.audit import chain
+from app.audit.events import OPERATOR
 from app.cases.models import Case, CaseEvent, Document
 from app.cases.states import CLOSED
 from app.config import Settings
@@ -39,8 +40,6 @@ from app.users.models import RevokedToken, SmsCode
 # Codes and tickets are kept a day past expiry: the hourly cap on codes counts recent ones.
 EXPIRED_GRACE = timedelta(days=1)
 RUN_LOCK = "retention-run"
-# Who runs it, in the audit chain: the operator, through the `hejie` command.
-OPERATOR = "operator"
 
 
 @dataclass
@@ -56,17 +55,7 @@ class RetentionReport:
     files: list[Path] = field(default_factory=list)
 
     def counts(self) -> dict[str, str | int | bool | None]:
-        return {
-            "dry_run": self.dry_run,
-            "closed_cases": self.closed_cases,
-            "kept_records": self.kept_records,
-            "documents": self.documents,
-            "messages": self.messages,
-            "sms_codes": self.sms_codes,
-            "tickets": self.tickets,
-            "revoked_tokens": self.revoked_tokens,
-            "files": len(self.files),
-        }
+        return erasure.report_counts(self)
 
 
 async def _closed_cases_due(session: AsyncSession, *, before: datetime) -> list[Case]:
