@@ -85,8 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.create_task(ledger.run_due_forever(app.state.sessionmaker, settings))
             )
         await app.state.hub.start()
-        runtime.settle()
-        yield
+        background.append(asyncio.create_task(runtime.collect_old_forever()))
+        with runtime.settled():
+            yield
         await app.state.hub.stop()
         await app.state.rate_limiter.close()
         for task in background:
