@@ -5,7 +5,7 @@ fans the message out. Each write first claims the case's next sequence number, w
 serialises the room: checks made after it see every earlier message of the case.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
@@ -107,10 +107,11 @@ async def check_open(session: AsyncSession, *, case: Case, now: datetime | None 
 
 def record(message: Message) -> dict[str, Any]:
     """The full form of a message, JSON-ready; readers get `rules.view` of it."""
-    return _record(message.__dict__)
+    return record_of(message.__dict__)
 
 
-def _record(m: Mapping[str, Any]) -> dict[str, Any]:
+def record_of(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of a message's column values (as stored, or as about to be)."""
     return {
         "type": "message",
         "seq": m["seq"],
@@ -160,7 +161,7 @@ async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
 
 # Built once: every message in a session runs these two, and a statement object that is reused
 # keeps its compiled form and cache key instead of being rebuilt per message.
-_CLAIM_LIVE = (
+CLAIM_LIVE = (
     update(_ROOM)
     .where(
         _ROOM.c.case_id == bindparam("room_case_id"),
@@ -171,13 +172,17 @@ _CLAIM_LIVE = (
     .values(last_seq=_ROOM.c.last_seq + 1)
     .returning(*_CLAIMED)
 )
-_INSERT_MESSAGE = _MESSAGES.insert()
+INSERT_MESSAGE = _MESSAGES.insert()
 
 
 def _claim_live(conn: Connection, case_id: str) -> Claim:
     """The next seq of a room whose session is in progress, or 409; one statement, as every
-    message in a session takes this path. Synchronous, so the room writer can run it too."""
-    row = conn.execute(_CLAIM_LIVE, {"room_case_id": case_id}).one_or_none()
+    message in a session takes this path."""
+    return live_claim(case_id, conn.execute(CLAIM_LIVE, {"room_case_id": case_id}).one_or_none())
+
+
+def live_claim(case_id: str, row: Sequence[Any] | None) -> Claim:
+    """The claim from a row of `CLAIM_LIVE` (seq and mutes), or 409 when it matched no room."""
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
     seq, borrower_until, bank_until = row
@@ -202,7 +207,35 @@ def _insert(
     flagged: list[str] | None = None,
 ) -> dict[str, Any]:
     """Store the message (a plain INSERT: no unit of work per chat line) and return its record."""
-    values = {
+    values = message_values(
+        claim,
+        who=who,
+        channel=channel,
+        kind=kind,
+        client_msg_id=client_msg_id,
+        body=body,
+        payload=payload,
+        state=state,
+        flagged=flagged,
+    )
+    conn.execute(INSERT_MESSAGE, values)
+    return record_of(values)
+
+
+def message_values(
+    claim: Claim,
+    *,
+    who: Member | None,
+    channel: str,
+    kind: str,
+    client_msg_id: str | None = None,
+    body: str | None = None,
+    payload: dict[str, Any] | None = None,
+    state: str = "delivered",
+    flagged: list[str] | None = None,
+) -> dict[str, Any]:
+    """The row of a new message under a claimed seq, ready for `INSERT_MESSAGE`."""
+    return {
         "id": new_id(),
         "case_id": claim.case_id,
         "seq": claim.seq,
@@ -218,8 +251,6 @@ def _insert(
         "flagged": flagged or None,
         "created_at": utcnow(),
     }
-    conn.execute(_INSERT_MESSAGE, values)
-    return _record(values)
 
 
 async def _write(session: AsyncSession, claim: Claim, **fields: Any) -> dict[str, Any]:
@@ -279,17 +310,23 @@ def draft_text(
 
 def store_text(conn: Connection, draft: TextDraft) -> dict[str, Any]:
     """Claim the seq, refuse a muted sender in the joint channel, store; on any connection."""
-    room = _claim_live(conn, draft.case_id)
-    until = _muted_until(room, draft.who.side)
+    values = text_values(_claim_live(conn, draft.case_id), draft)
+    conn.execute(INSERT_MESSAGE, values)
+    return record_of(values)
+
+
+def text_values(claim: Claim, draft: TextDraft) -> dict[str, Any]:
+    """The row of a text message under its claim; 403 when its sender is muted in the joint
+    channel (the mutes come with the claim, so they are as of the room's latest message)."""
+    until = _muted_until(claim, draft.who.side)
     if until is not None and draft.channel == JOINT:
         local_until = until.astimezone(SHANGHAI)
         raise Forbidden(
             f"The mediator has muted you in the joint channel until {local_until:%H:%M}",
             code="muted",
         )
-    return _insert(
-        conn,
-        room,
+    return message_values(
+        claim,
         who=draft.who,
         channel=draft.channel,
         kind="text",

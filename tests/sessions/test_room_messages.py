@@ -1,15 +1,21 @@
 """Messages in the room: caucus isolation live and in history, resume, retries, conduct, limits."""
 
 import asyncio
+import contextlib
 import json
+import shutil
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict
-from app.sessions import service
+from app.sessions import service, writer
 from app.sessions.models import Message
 from app.sessions.rules import Side
 from tests.helpers import Actor, Backend, World
@@ -329,3 +335,40 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         assert rows.all() == sorted(
             [("m-1", 2), ("m-2", stored["seq"]), ("m-4", last["seq"])], key=lambda r: r[1]
         )
+
+
+async def test_sqlite_checkpoints_run_beside_the_writer(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The writer's connection leaves checkpoints to a thread of their own, which copies the
+    messages from the WAL into the database file while they keep coming."""
+    hub = env.app.state.hub
+    if hub.writer is None:
+        pytest.skip("PostgreSQL rooms have no writer thread")
+    monkeypatch.setattr(writer, "CHECKPOINT_SECONDS", 0.0)
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    sent = 300
+    for n in range(sent):
+        await hub.store_text(
+            service.draft_text(
+                case_id=live, who=borrower, channel="joint", text=f"第{n}句", client_msg_id=f"c-{n}"
+            )
+        )
+    await hub.writer.stop()  # waits for a checkpoint under way
+    database = make_url(env.url).database
+    assert database is not None
+    # The database file alone, without its WAL: what checkpoints have copied into it. (The
+    # writer's own connection would not have checkpointed below 10,000 pages: none of them.)
+    alone = tmp_path / "alone.db"
+    shutil.copyfile(database, alone)
+    with contextlib.closing(sqlite3.connect(alone)) as db:
+        copied = db.execute(
+            "SELECT count(*) FROM session_messages WHERE case_id = ? AND kind = 'text'", (live,)
+        ).fetchone()[0]
+    # All but at most the last few groups, whose checkpoint had not started yet.
+    assert sent - 5 <= copied <= sent
