@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.create_task(ledger.run_due_forever(app.state.sessionmaker, settings))
             )
         await app.state.hub.start()
-        background.append(asyncio.create_task(runtime.collect_old_forever()))
+        background.append(asyncio.create_task(runtime.collect_old_forever(app.state.hub.quiet_for)))
         with runtime.settled():
             yield
         await app.state.hub.stop()

@@ -3,7 +3,8 @@
 import asyncio
 import gc
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # The room's writer thread (SQLite) and the event loop share the GIL. At CPython's default 5 ms
@@ -16,8 +17,11 @@ SWITCH_INTERVAL_SECONDS = 0.001
 # with 900 room connections open that was 100-160 ms of CPU, during which no room moved. CPython
 # runs one whenever the old generation has grown by a quarter, which under chat load was every
 # 10-20 s, enough to decide a room's p99 on its own. The young generations are still collected
-# as usual (cycles that die young go at once); the old one is collected on this clock instead.
+# as usual (cycles that die young go at once); the old one is collected in a lull, when the rooms
+# have been quiet for a second and something has reached the old generation since the last time,
+# and at the latest on this clock.
 FULL_COLLECTION_SECONDS = 300.0
+LULL_SECONDS = 1.0
 # A third threshold no count reaches: the old generation is never collected automatically.
 _NEVER = 2**31 - 1
 
@@ -42,9 +46,27 @@ def settled() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def collect_old_forever(every: float = FULL_COLLECTION_SECONDS) -> None:
-    """A full collection every `every` seconds: the old generation's cycles are freed on time,
-    and the pause comes a few times an hour instead of several times a minute."""
+async def collect_old_forever(
+    quiet_for: Callable[[], float],
+    *,
+    every: float = FULL_COLLECTION_SECONDS,
+    lull: float = LULL_SECONDS,
+    tick: float = 0.5,
+) -> None:
+    """Full collections in the rooms' lulls, and at the latest every `every` seconds.
+
+    `quiet_for` says how long the rooms have had no traffic."""
+    last = time.monotonic()
+    promotions = _promotions()
     while True:
-        await asyncio.sleep(every)
-        gc.collect()
+        await asyncio.sleep(tick)
+        overdue = time.monotonic() - last >= every
+        if overdue or (_promotions() != promotions and quiet_for() >= lull):
+            gc.collect()
+            last = time.monotonic()
+            promotions = _promotions()
+
+
+def _promotions() -> int:
+    """How many times survivors have moved up into the old generation."""
+    return int(gc.get_stats()[1]["collections"])

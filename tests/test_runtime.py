@@ -42,18 +42,45 @@ def test_settled_takes_full_collections_off_the_trigger_and_restores_everything(
     assert ref() is None
 
 
-async def test_the_clock_collects_the_old_generation() -> None:
+async def _collected_within(ref: weakref.ref[Node], seconds: float) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if ref() is None:
+            return True
+        await asyncio.sleep(0.01)
+    return ref() is None
+
+
+async def _collecting(quiet_for: float, **timing: float) -> "asyncio.Task[None]":
+    return asyncio.create_task(runtime.collect_old_forever(lambda: quiet_for, tick=0.01, **timing))
+
+
+async def _stop(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_the_old_generation_is_collected_in_a_lull() -> None:
+    with runtime.settled():
+        task = await _collecting(quiet_for=5.0, every=3600, lull=1.0)
+        try:
+            await asyncio.sleep(0.05)
+            ref = _old_cycle()  # something reached the old generation since the task began
+            assert await _collected_within(ref, 1.0)
+        finally:
+            await _stop(task)
+
+
+async def test_busy_rooms_wait_for_the_clock() -> None:
     with runtime.settled():
         ref = _old_cycle()
-        assert ref() is not None
-        task = asyncio.create_task(runtime.collect_old_forever(every=0.01))
+        task = await _collecting(quiet_for=0.0, every=3600, lull=1.0)
         try:
-            for _ in range(100):
-                await asyncio.sleep(0.01)
-                if ref() is None:
-                    break
-            assert ref() is None
+            assert not await _collected_within(ref, 0.3)  # traffic: no pause for a full collection
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stop(task)
+        task = await _collecting(quiet_for=0.0, every=0.05, lull=1.0)
+        try:
+            assert await _collected_within(ref, 1.0)  # the clock comes round all the same
+        finally:
+            await _stop(task)

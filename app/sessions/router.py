@@ -311,6 +311,7 @@ async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connec
             incoming = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
             return
+        hub.touch()
         if incoming["type"] == "websocket.disconnect":
             return
         text = incoming.get("text")
