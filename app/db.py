@@ -71,16 +71,22 @@ def new_id() -> str:
     Monotonic within a process (the random part counts up inside one millisecond), so rows
     written together sort in the order they were made.
     """
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ids in order, as `new_id` makes them one by one (a bulk write's, in one go)."""
     global _last_id
     with _id_lock:
         millis = int(time.time() * 1000) & ((1 << 48) - 1)
         last_millis, last_rand = _last_id
         if millis <= last_millis:
-            millis, rand = last_millis, last_rand + 1
+            millis, first = last_millis, last_rand + 1
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
-        _last_id = (millis, rand)
-    return f"{millis:012x}{rand:020x}"
+            first = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
+        _last_id = (millis, first + count - 1)
+    prefix = f"{millis:012x}"
+    return [f"{prefix}{rand:020x}" for rand in range(first, first + count)]
 
 
 _ID_CHARS = frozenset("0123456789abcdef")
