@@ -261,53 +261,41 @@ async def _write_batch(
     batch: Batch,
     counts: Counts,
 ) -> None:
-    """One batch's accounts, problems and counts, in the writer's open transaction."""
-    conn = writer
-    duplicates = await upsert_accounts(
-        conn,
-        sealer,
-        bank_id=record.bank_id,
-        rows=batch.rows,
-        import_id=record.id,
-        counts=counts,
-    )
-    problems = batch.problems + duplicates
-    if problems:
-        await conn.execute(
-            _problems.insert(),
-            [
-                {
-                    "id": new_id(),
-                    "import_id": record.id,
-                    "line": p.line,
-                    "field": p.field,
-                    "code": p.code,
-                    "reason": p.reason,
-                }
-                for p in problems
-            ],
-        )
-    counts.failed += len(problems)
-    counts.done += batch.size
-    await conn.execute(
-        update(_imports).where(_imports.c.id == record.id).values(**counts.as_dict())
-    )
-
-
-async def _write_whole(
-    writer: AsyncConnection,
-    sealer: security.FieldSealer,
-    record: PortfolioImport,
-    batch: Batch,
-    counts: Counts,
-) -> None:
-    """A batch written whole or not at all (its own savepoint). A cancel waits for the batch
-    under way: a database call cut off halfway leaves the connection unusable, and the batches
-    before it could not be kept."""
+    """One batch's accounts, problems and counts, in the writer's open transaction, whole or not
+    at all (its own savepoint). A cancel waits for the batch under way: a database call cut off
+    halfway leaves the connection unusable, and the batches before it could not be kept."""
 
     async def write() -> None:
         async with writer.begin_nested():
-            await _write_batch(writer, sealer, record, batch, counts)
+            duplicates = await upsert_accounts(
+                writer,
+                sealer,
+                bank_id=record.bank_id,
+                rows=batch.rows,
+                import_id=record.id,
+                counts=counts,
+            )
+            problems = batch.problems + duplicates
+            if problems:
+                await writer.execute(
+                    _problems.insert(),
+                    [
+                        {
+                            "id": new_id(),
+                            "import_id": record.id,
+                            "line": p.line,
+                            "field": p.field,
+                            "code": p.code,
+                            "reason": p.reason,
+                        }
+                        for p in problems
+                    ],
+                )
+            counts.failed += len(problems)
+            counts.done += batch.size
+            await writer.execute(
+                update(_imports).where(_imports.c.id == record.id).values(**counts.as_dict())
+            )
 
     writing = asyncio.ensure_future(write())
     try:
@@ -403,7 +391,7 @@ async def run_import(
                 async for batch in source:
                     if not writer.in_transaction():
                         await writer.begin()
-                    await _write_whole(writer, sealer, record, batch, counts)
+                    await _write_batch(writer, sealer, record, batch, counts)
                     pending += batch.size
                     if pending >= COMMIT_ROWS or time.monotonic() - committed_at >= COMMIT_SECONDS:
                         await writer.commit()

@@ -193,31 +193,10 @@ async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
     return await (await session.connection()).run_sync(_claim_live, case_id)
 
 
-def _insert(
-    conn: Connection,
-    claim: Claim,
-    *,
-    who: Member | None,
-    channel: str,
-    kind: str,
-    client_msg_id: str | None = None,
-    body: str | None = None,
-    payload: dict[str, Any] | None = None,
-    state: str = "delivered",
-    flagged: list[str] | None = None,
-) -> dict[str, Any]:
-    """Store the message (a plain INSERT: no unit of work per chat line) and return its record."""
-    values = message_values(
-        claim,
-        who=who,
-        channel=channel,
-        kind=kind,
-        client_msg_id=client_msg_id,
-        body=body,
-        payload=payload,
-        state=state,
-        flagged=flagged,
-    )
+def _insert(conn: Connection, claim: Claim, /, **fields: Any) -> dict[str, Any]:
+    """Store the message (a plain INSERT: no unit of work per chat line) and return its record;
+    `fields` are `message_values`'s."""
+    values = message_values(claim, **fields)
     conn.execute(INSERT_MESSAGE, values)
     return record_of(values)
 
