@@ -175,6 +175,7 @@ async def checked_batches(
     finally:
         for reader in readers:
             reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         for process in processes:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -117,7 +117,7 @@ class TextWriter:
         self._insert: _Prepared | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="hejie-room-checkpoint")
+        self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint_conn: PoolProxiedConnection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = 0.0
@@ -127,6 +127,7 @@ class TextWriter:
         """The stored message's record, once its group is committed; or the reason it was not."""
         if self._task is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="hejie-room-writer")
+            self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="hejie-room-checkpoint")
             self._task = asyncio.create_task(self._run())
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((draft, future))
@@ -142,7 +143,7 @@ class TextWriter:
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(AppError("The server is restarting", code="retry"))
-        assert self._executor is not None
+        assert self._executor is not None and self._checkpointer is not None
         loop = asyncio.get_running_loop()
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
@@ -150,8 +151,9 @@ class TextWriter:
         # Each connection belongs to its thread, and is closed there.
         await loop.run_in_executor(self._checkpointer, self._close_checkpointer)
         await loop.run_in_executor(self._executor, self._dispose)
+        self._checkpointer.shutdown()
         self._executor.shutdown()
-        self._task = self._executor = self._checkpointing = None
+        self._task = self._executor = self._checkpointer = self._checkpointing = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,6 +183,7 @@ class TextWriter:
             return
         if loop.time() - self._checkpointed_at < CHECKPOINT_SECONDS or self._engine is None:
             return
+        assert self._checkpointer is not None
         self._checkpointed_at = loop.time()
         self._checkpointing = loop.run_in_executor(self._checkpointer, self._checkpoint)
 
