@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pytest
 from sqlalchemy import select, text
 
 from app import security
@@ -280,6 +281,79 @@ async def test_same_reference_at_another_bank_is_another_account(
     record = await load(env, await run(env, csv_bytes([row("R-1")]), tmp_path, bank="EAST"))
     assert record.rows_created == 1
     assert await env.count(LoanAccount) == 2
+
+
+async def test_batches_share_a_transaction_until_it_is_committed(
+    env: Backend, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three 2-row batches per commit: another connection sees the accounts three batches at a
+    time. (On SQLite, a batch's savepoint opened the transaction and releasing it committed.)"""
+    monkeypatch.setattr(importer, "COMMIT_ROWS", 6)
+    monkeypatch.setattr(importer, "COMMIT_SECONDS", 3600.0)
+    monkeypatch.setattr(importer, "SQLITE_COMMIT_SECONDS", 3600.0)
+    seen: list[tuple[int, int]] = []
+    write_batch = importer._write_batch
+
+    async def write_then_look(*args: Any) -> None:
+        await write_batch(*args)
+        seen.append((await env.count(LoanAccount), (await load(env, import_id)).rows_done))
+
+    monkeypatch.setattr(importer, "_write_batch", write_then_look)
+    path = tmp_path / "seven.csv"
+    path.write_bytes(csv_bytes([row(f"T-{i}") for i in range(7)]))
+    async with env.session() as s:
+        bank = await orgs.get_bank_by_code(s, code="DEMO")
+        assert bank is not None
+        import_id = (
+            await importer.begin(
+                s, bank_id=bank.id, created_by=None, filename="a.csv", file_sha256="0" * 64
+            )
+        ).id
+    await importer.run_import(
+        env.app.state.engine,
+        env.settings.secret_key,
+        import_id=import_id,
+        path=path,
+        workers=0,
+        batch_rows=2,
+    )
+    assert seen == [(0, 0), (0, 0), (0, 0), (6, 6)]
+    assert await env.count(LoanAccount) == 7
+    assert (await load(env, import_id)).rows_done == 7
+
+
+async def test_an_import_beside_other_writers(
+    env: Backend, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other connections commit while the import's batches read and write: the import waits for
+    the database's write lock instead of failing (on SQLite, a transaction that read first and
+    then wrote after another's commit was refused at once)."""
+    monkeypatch.setattr(importer, "COMMIT_ROWS", 4)
+    stop = asyncio.Event()
+    writes = 0
+
+    async def write_elsewhere() -> None:
+        nonlocal writes
+        while not stop.is_set():
+            async with env.session() as s:
+                await s.execute(
+                    text("UPDATE banks SET name = :name WHERE code = 'EAST'"),
+                    {"name": f"东{writes}"},
+                )
+            writes += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(write_elsewhere())
+    try:
+        import_id = await run(
+            env, csv_bytes([row(f"W-{i}") for i in range(60)]), tmp_path, workers=0, batch_rows=2
+        )
+    finally:
+        stop.set()
+        await other
+    record = await load(env, import_id)
+    assert (record.status, record.rows_created) == ("done", 60)
+    assert writes > 0
 
 
 # --- the API ------------------------------------------------------------------------------------
