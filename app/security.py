@@ -209,8 +209,9 @@ def encrypt_field(secret: str, plaintext: str) -> str:
 
 
 class FieldSealer:
-    """`encrypt_field` and `keyed_hash` for many values under one secret (a portfolio import):
-    the same results, with the derived keys computed once instead of per value."""
+    """`encrypt_field`, `decrypt_field` and `keyed_hash` for many values under one secret (a
+    portfolio import, a campaign's round): the same results, with the derived keys computed
+    once instead of per value."""
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
@@ -221,6 +222,10 @@ class FieldSealer:
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, plaintext.encode(), None)
         return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def decrypt(self, token: str) -> str:
+        raw = base64.urlsafe_b64decode(token.encode())
+        return self._aead.decrypt(raw[:12], raw[12:], None).decode()
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         mac = self._macs.get(purpose)

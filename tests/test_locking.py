@@ -1,4 +1,4 @@
-"""Per-key locks: many keys taken in a few statements, each key once, again without error."""
+"""Per-key locks: many keys taken at once, each key once, again without error."""
 
 from sqlalchemy import func, select
 
@@ -7,8 +7,8 @@ from app.locking import KeyLock
 from tests.helpers import Backend
 
 
-async def test_hold_all_takes_every_key_across_statements_and_again(env: Backend) -> None:
-    keys = [f"contact:phone:{i:05d}" for i in range(locking.HOLD_ALL_CHUNK * 2 + 7)]
+async def test_hold_all_takes_every_key_and_again(env: Backend) -> None:
+    keys = [f"contact:phone:{i:05d}" for i in range(2_007)]
     async with env.session() as s:
         await locking.hold_all(s, [*keys, keys[0], keys[-1]])  # repeats taken once
         await s.commit()
