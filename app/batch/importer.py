@@ -228,9 +228,12 @@ COMMIT_SECONDS = 5.0
 SQLITE_COMMIT_SECONDS = 1.0
 
 # The importing connection's SQLite settings while it writes: a larger page cache (the indexes'
-# pages stay in memory between batches: 32 MiB) and checkpoints every 64 MiB of WAL, not every
+# pages stay in memory between batches: 16 MiB) and checkpoints every 64 MiB of WAL, not every
 # 4 MiB (each would copy pages the next batch dirties again). Restored when the import ends.
-SQLITE_WRITER_PRAGMAS = {"cache_size": -32768, "wal_autocheckpoint": 16384}
+# The cache fills as the table grows and is most of why the importer's memory rises until
+# ~600,000 rows and then stays (32 MiB peaked at 220 MiB for the process, 16 MiB at 203 MiB,
+# with no difference in the write's speed at 300,000 rows).
+SQLITE_WRITER_PRAGMAS = {"cache_size": -16384, "wal_autocheckpoint": 16384}
 
 
 @contextlib.asynccontextmanager
