@@ -37,7 +37,7 @@ def id_check_char(first17: str) -> str:
 
 def normalise_id_number(raw: str, *, today: date | None = None) -> str:
     """Return the canonical 18-character ID number, or raise ValueError saying what is wrong."""
-    value = unicodedata.normalize("NFKC", raw).strip().upper()
+    value = (raw if raw.isascii() else unicodedata.normalize("NFKC", raw)).strip().upper()
     if not _ID_SHAPE.match(value):
         raise ValueError("ID number must be 18 characters: 17 digits and a digit or X")
     if int(value[:2]) not in PROVINCE_CODES:
@@ -65,8 +65,9 @@ def mask_id_number(value: str) -> str:
 def normalise_phone(raw: str) -> str:
     """Return an 11-digit mainland mobile number, or raise ValueError."""
     value = raw if raw.isascii() else unicodedata.normalize("NFKC", raw)
-    if not _MOBILE.match(value):  # the usual case, already plain: skip the clean-up
-        value = _PHONE_SEPARATORS.sub("", value)
+    if _MOBILE.match(value):  # the usual case, already plain
+        return value
+    value = _PHONE_SEPARATORS.sub("", value)
     if value.startswith("+86"):
         value = value[3:]
     elif value.startswith("0086"):

@@ -54,6 +54,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 FIELDS = tuple(COLUMNS)
 REQUIRED = tuple(name for name in COLUMNS if name != "last_payment_date")
+assert FIELDS[: len(REQUIRED)] == REQUIRED  # check_row takes them as a prefix
 PRODUCTS = {
     "credit_card": "credit_card",
     "信用卡": "credit_card",
@@ -317,9 +318,10 @@ def check_row(line: int, cells: list[str], columns: tuple[int, ...], *, today: d
     values = [cells[i] if 0 <= i < width else "" for i in columns]
     values = [(v if v.isascii() else unicodedata.normalize("NFKC", v)).strip() for v in values]
     ref, product_raw, name, id_raw, phone_raw, principal, interest, fees, days_raw, paid = values
-    for field_name, value in zip(REQUIRED, values, strict=False):
-        if not value:
-            return Problem(line, field_name, "missing", f"{field_name} is required")
+    if not all(values[: len(REQUIRED)]):  # REQUIRED are FIELDS' first, in the same order
+        for field_name, value in zip(REQUIRED, values, strict=False):
+            if not value:
+                return Problem(line, field_name, "missing", f"{field_name} is required")
 
     if len(ref) > MAX_REF or _CONTROL.search(ref):
         return Problem(line, "account_ref", "ref_invalid", "loan reference is too long or invalid")
@@ -355,11 +357,14 @@ def check_row(line: int, cells: list[str], columns: tuple[int, ...], *, today: d
         return Problem(line, "days_overdue", "days_negative", "days overdue must not be negative")
     last_paid: date | None = None
     if paid:
-        match = _DATE.match(paid.replace("/", "-"))
         try:
-            if not match:
-                raise ValueError
-            last_paid = date(int(match[1]), int(match[2]), int(match[3]))
+            if len(paid) == 10 and paid[4] == paid[7] == "-":  # the usual YYYY-MM-DD
+                last_paid = date.fromisoformat(paid)
+            else:
+                match = _DATE.match(paid.replace("/", "-"))
+                if not match:
+                    raise ValueError
+                last_paid = date(int(match[1]), int(match[2]), int(match[3]))
         except ValueError:
             return Problem(
                 line, "last_payment_date", "date_invalid", "date must be written YYYY-MM-DD"
