@@ -3,6 +3,7 @@
     .venv/bin/python bench/import.py                  # 300,000 rows, SQLite and PostgreSQL
     .venv/bin/python bench/import.py --rows 1000000   # the memory check at a million rows
     .venv/bin/python bench/import.py --db sqlite      # one backend only
+    .venv/bin/python bench/import.py --repeat 3       # 3 Hejie runs between 4 baselines, median
 
 Generates a seeded CSV (Chinese names, valid ID numbers, phones, amounts, ~2% bad rows), then for
 each database, in fresh subprocesses (so each one's peak RSS is its own):
@@ -15,7 +16,10 @@ each database, in fresh subprocesses (so each one's peak RSS is its own):
   copy), SQLite one `executemany` in one transaction.
 
 Reports rows/s of each and the ratio, and peak RSS (VmHWM): the importing process's, its
-checking processes' (`app.batch.checker`, read from /proc while they run), and their sum.
+checking processes' (`app.batch.checker`, read from /proc while they run), and their sum. Each
+Hejie run sits between two baseline runs and is compared with the faster; with `--repeat N`,
+N Hejie runs alternate with N + 1 baselines and the median ratio is reported (on this shared
+machine one run's rate moves by a third from one minute to the next).
 Results go to bench/results/import-<timestamp>.json and .txt.
 """
 
@@ -392,21 +396,45 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def measure(db: str, url: str, path: Path, secret: str) -> dict[str, Any]:
+def measure(db: str, url: str, path: Path, secret: str, *, repeat: int = 1) -> dict[str, Any]:
     bank_id = asyncio.run(setup(url))
-    # Baseline first, then Hejie, then the baseline again (into an emptied table): the two
-    # baseline figures bracket Hejie's, so a drift in the machine's load shows.
-    baseline = run_worker("baseline", url, bank_id, path, secret)
-    hejie = run_worker("hejie", url, bank_id, path, secret)
-    asyncio.run(_empty_baseline(url))
-    baseline2 = run_worker("baseline", url, bank_id, path, secret)
-    best = max(baseline["rows_per_s"], baseline2["rows_per_s"])
+    # Baseline, Hejie, baseline, Hejie, ..., baseline, each into emptied tables: every Hejie run
+    # is bracketed by two baseline runs and compared with the faster of them, so a drift in the
+    # machine's load shows. With repeats, the ratio reported is the median of those ratios.
+    baselines = [run_worker("baseline", url, bank_id, path, secret)]
+    runs: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        if runs:
+            asyncio.run(_empty_accounts(url))
+        hejie = run_worker("hejie", url, bank_id, path, secret)
+        asyncio.run(_empty_baseline(url))
+        baselines.append(run_worker("baseline", url, bank_id, path, secret))
+        best = max(baselines[-2]["rows_per_s"], baselines[-1]["rows_per_s"])
+        hejie["ratio"] = round(hejie["rows_per_s"] / best, 3)
+        runs.append(hejie)
+    median = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]
     return {
         "db": db,
-        "hejie": hejie,
-        "baseline": [baseline, baseline2],
-        "ratio": round(hejie["rows_per_s"] / best, 3),
+        "hejie": median,
+        "hejie_runs": runs,
+        "baseline": baselines,
+        "ratio": median["ratio"],
     }
+
+
+async def _empty_accounts(url: str) -> None:
+    """The accounts and problems a Hejie run wrote, before the next one."""
+    from sqlalchemy import text
+
+    from app.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM import_problems"))
+            await conn.execute(text("DELETE FROM loan_accounts"))
+    finally:
+        await engine.dispose()
 
 
 async def _empty_baseline(url: str) -> None:
@@ -436,6 +464,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--db", choices=("both", "sqlite", "postgresql"), default="both")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="Hejie runs per database, each between baselines"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hejie-import-bench-"))
@@ -468,17 +499,27 @@ def main() -> None:
             pg.start()
             targets.append(("postgresql", pg.url))
         for db, url in targets:
-            run = measure(db, url, path, secret)
+            run = measure(db, url, path, secret, repeat=max(1, args.repeat))
             result["runs"].append(run)
-            h, b = run["hejie"], run["baseline"]
+            h = run["hejie"]
+            baselines = " / ".join(f"{b['rows_per_s']:,.0f}" for b in run["baseline"])
             print(
                 f"{db:<10} hejie {h['rows_per_s']:>9,.0f} rows/s ({h['seconds']:.1f} s, "
                 f"peak RSS {h['peak_rss_mib']:.0f} MiB + {h['checkers']} checker(s) "
                 f"{h['checker_peak_rss_mib']:.0f} MiB = {h['total_peak_rss_mib']:.0f} MiB; "
                 f"created {h['rows_created']:,}, "
-                f"failed {h['rows_failed']:,})  baseline {b[0]['rows_per_s']:>9,.0f} / "
-                f"{b[1]['rows_per_s']:,.0f} rows/s  ratio {run['ratio']:.3f}"
+                f"failed {h['rows_failed']:,})  baseline {baselines} rows/s  "
+                f"ratio {run['ratio']:.3f}"
             )
+            if len(run["hejie_runs"]) > 1:
+                print(
+                    f"{'':<10} each run: "
+                    + ", ".join(
+                        f"{r['rows_per_s']:,.0f} rows/s ({r['ratio']:.3f})"
+                        for r in run["hejie_runs"]
+                    )
+                    + "; the median is reported"
+                )
     finally:
         if pg is not None:
             pg.stop()
@@ -494,7 +535,8 @@ def main() -> None:
             f"peak {run['hejie']['peak_rss_mib']} MiB + checkers "
             f"{run['hejie']['checkers']} x {run['hejie']['checker_peak_rss_mib']} MiB = "
             f"{run['hejie']['total_peak_rss_mib']} MiB; baseline "
-            f"{[b['rows_per_s'] for b in run['baseline']]} rows/s"
+            f"{[b['rows_per_s'] for b in run['baseline']]} rows/s; each Hejie run "
+            f"{[(r['rows_per_s'], r['ratio']) for r in run['hejie_runs']]}"
         )
     out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     print(f"written: {out}.json, .txt")
