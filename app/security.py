@@ -203,9 +203,7 @@ def csrf_matches(secret: str, session_id: str, token: str | None) -> bool:
 
 def encrypt_field(secret: str, plaintext: str) -> str:
     """AES-256-GCM with a random nonce; the result is url-safe base64 of nonce + ciphertext."""
-    nonce = os.urandom(12)
-    sealed = AESGCM(_subkey(secret, "field-encryption")).encrypt(nonce, plaintext.encode(), None)
-    return base64.urlsafe_b64encode(nonce + sealed).decode()
+    return FieldSealer(secret).encrypt(plaintext)
 
 
 class FieldSealer:
@@ -237,5 +235,4 @@ class FieldSealer:
 
 
 def decrypt_field(secret: str, token: str) -> str:
-    raw = base64.urlsafe_b64decode(token.encode())
-    return AESGCM(_subkey(secret, "field-encryption")).decrypt(raw[:12], raw[12:], None).decode()
+    return FieldSealer(secret).decrypt(token)
