@@ -321,19 +321,20 @@ async def send_round(
         after = rows[-1][0]
         eligible: list[_Eligible] = []
         newly_suppressed: list[dict[str, Any]] = []
-        for account_id, opted_out_at, phone, invitation_id, code, sends, was, paid, applied in rows:
+        for account_id, opted_out_at, phone, invitation_id, code, sent, was, paid, applied in rows:
+            sends = sent or 0  # no invitation yet: never sent
             reason = _reason(
                 opted_out=opted_out_at is not None,
                 paid=bool(paid),
                 applied=bool(applied),
                 has_phone=bool(phone),
-                sends=sends or 0,
+                sends=sends,
                 cap=campaign.max_sends,
             )
             if reason is None:
                 assert phone is not None  # no_phone otherwise
                 eligible.append(
-                    _Eligible(account_id, sealer.decrypt(phone), invitation_id, code, sends or 0)
+                    _Eligible(account_id, sealer.decrypt(phone), invitation_id, code, sends)
                 )
                 continue
             suppressed[reason] += 1
