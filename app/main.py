@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from app import logs, runtime
+from app import jobs, logs, runtime
 from app.agreements.router import router as agreements_router
 from app.audit import refusals
 from app.audit.router import compliance_router
@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background.append(asyncio.create_task(runtime.collect_old_forever(app.state.hub.quiet_for)))
         with runtime.settled():
             yield
+        # An import or a round stopped here records that it was interrupted (a round can be
+        # continued), while the database is still there to record it.
+        await jobs.stop_all(app)
         await app.state.hub.stop()
         await app.state.rate_limiter.close()
         for task in background:

@@ -2,7 +2,14 @@
 
 from app.agreements.models import Agreement, Signature
 from app.audit.models import AccessRecord, AuditEvent
-from app.batch.models import Campaign, ImportProblem, Invitation, OfferPolicy, PortfolioImport
+from app.batch.models import (
+    Campaign,
+    CampaignRound,
+    ImportProblem,
+    Invitation,
+    OfferPolicy,
+    PortfolioImport,
+)
 from app.cases.models import Case, CaseEvent, Document
 from app.complaints.models import Complaint
 from app.db import Base
@@ -25,6 +32,7 @@ __all__ = [
     "Bank",
     "Base",
     "Campaign",
+    "CampaignRound",
     "Case",
     "CaseErasure",
     "CaseEvent",

@@ -13,7 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text
 
-from app import security
+from app import jobs, security
 from app.models import Base
 from tests.helpers import Backend, World, make_world
 from tests.pg import PostgresServer
@@ -63,6 +63,9 @@ async def backend(
 @pytest.fixture
 async def env(backend: Backend) -> AsyncIterator[Backend]:
     yield backend
+    # Anything a test left running in the background stops, as at shutdown, before the tables
+    # are emptied under it.
+    await jobs.stop_all(backend.app)
     backend.app.state.rate_limiter.clear()  # every test is one address starting afresh
     async with backend.app.state.engine.begin() as conn:
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]

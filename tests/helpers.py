@@ -1,5 +1,6 @@
 """Shared test helpers: the app per backend, a small world of banks and people, sample inputs."""
 
+import asyncio
 import io
 import struct
 import zlib
@@ -57,6 +58,11 @@ class Backend:
         async with self.app.state.sessionmaker() as s:
             yield s
             await s.commit()
+
+    async def background_done(self) -> None:
+        """Wait for the imports and rounds the app is running in the background."""
+        kinds = getattr(self.app.state, "jobs", {}).values()
+        await asyncio.gather(*(task for tasks in kinds for task in list(tasks.values())))
 
     async def count(self, model: Any, *where: Any) -> int:
         async with self.session() as s:

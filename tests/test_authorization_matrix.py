@@ -180,6 +180,8 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/v1/campaigns"): BANK_OWN,
     ("GET", "/api/v1/campaigns/{campaign_id}"): BANK_CAMPAIGN,
     ("POST", "/api/v1/campaigns/{campaign_id}/send"): BANK_CAMPAIGN,
+    ("GET", "/api/v1/campaigns/{campaign_id}/rounds"): BANK_CAMPAIGN,
+    ("GET", "/api/v1/campaigns/{campaign_id}/rounds/{round_id}"): BANK_CAMPAIGN,
     # Public (the code is the capability): the matrix's unknown code is not found for anyone.
     ("POST", "/api/v1/invitations/{code}/opt-out"): dict.fromkeys(PUBLIC, "404"),
     # Offer policies: bank staff, each on their own bank's grid.
@@ -362,6 +364,12 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
             **_body("POST", "/api/v1/campaigns"),
         )
         campaign_id = r.json()["id"]
+    round_id = "0" * 32
+    if "{round_id}" in path:
+        r = await client.post(
+            f"/api/v1/campaigns/{campaign_id}/send", headers=world.bank_demo.headers
+        )
+        round_id = r.json()["id"]
     import_id = "0" * 32
     if "{import_id}" in path:
         r = await client.post(
@@ -375,6 +383,7 @@ async def test_matrix(client: httpx.AsyncClient, world: World, method: str, path
         filing_no="HJ-2026-000001",
         complaint_id=complaint_id,
         campaign_id=campaign_id,
+        round_id=round_id,
         code="matrix-unknown-code",
         tier="M1",
         band="small",

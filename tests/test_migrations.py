@@ -6,6 +6,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import PIPE
 
@@ -13,11 +14,14 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import inspect, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from app.batch.models import Campaign, CampaignRound, Invitation
 from app.db import make_engine
+from app.loans.models import LoanAccount
 from app.models import Base
+from app.orgs.models import Bank
 from tests.helpers import Backend
 
 HEJIE = str(Path(sys.executable).with_name("hejie"))
@@ -125,3 +129,57 @@ async def test_replicas_upgrading_at_once_take_turns(backend: Backend, tmp_path:
             _, stderr = await asyncio.wait_for(replica.communicate(), timeout=120)
             assert replica.returncode == 0, stderr.decode()
         assert await _version(url) == _head(_config(url))
+
+
+async def test_campaigns_that_sent_before_rounds_were_recorded_keep_their_24_hours(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """0012 records each campaign's latest round from its invitations."""
+    async with throwaway_database(backend, tmp_path) as url:
+        config = _config(url)
+        await asyncio.to_thread(command.upgrade, config, "0011")
+        sent_at = datetime(2026, 11, 20, 2, 30, tzinfo=UTC)
+        engine = make_engine(url)
+        try:
+            async with AsyncSession(engine) as s, s.begin():
+                bank = Bank(code="OLD", name="旧银行")
+                s.add(bank)
+                await s.flush()
+                campaign = Campaign(bank_id=bank.id, name="old", selection={}, max_sends=3)
+                quiet = Campaign(bank_id=bank.id, name="never sent", selection={}, max_sends=3)
+                s.add_all([campaign, quiet])
+                await s.flush()
+                campaign_id = campaign.id
+                for n, when in enumerate([sent_at, sent_at, sent_at - timedelta(days=2)]):
+                    account = LoanAccount(
+                        bank_id=bank.id,
+                        account_ref=f"OLD-{n}",
+                        product="credit_card",
+                        borrower_name="王小明",
+                        id_number_encrypted="x",
+                        id_number_hash=f"{n}",
+                        id_number_masked="110***********0000",
+                        principal_fen=1,
+                        interest_fen=0,
+                        fees_fen=0,
+                        days_overdue=40,
+                    )
+                    s.add(account)
+                    await s.flush()
+                    s.add(
+                        Invitation(
+                            campaign_id=campaign.id,
+                            account_id=account.id,
+                            code=f"code{n}",
+                            sends=1,
+                            last_sent_at=when,
+                        )
+                    )
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with AsyncSession(engine) as s:
+                recorded = list(await s.scalars(select(CampaignRound)))
+        finally:
+            await engine.dispose()
+    assert [(r.campaign_id, r.status, r.started_at, r.queued) for r in recorded] == [
+        (campaign_id, "done", sent_at, 2)
+    ]

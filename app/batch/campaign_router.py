@@ -7,15 +7,16 @@ stop invitations.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
 from app.batch import campaigns as service
+from app.batch import rounds
 from app.batch.campaign_schemas import (
     CampaignCreate,
     CampaignRead,
     CampaignView,
     OptOutResult,
-    RoundResult,
+    RoundRead,
 )
 from app.batch.models import Campaign
 from app.db import SessionDep, utcnow
@@ -68,14 +69,40 @@ async def campaign_view(campaign: BankCampaign, session: SessionDep) -> Campaign
 
 @router.post(
     "/campaigns/{campaign_id}/send",
-    response_model=RoundResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RoundRead,
     responses=error_responses(401, 403, 404, 409),
 )
 async def send_round(
-    campaign: BankCampaign, session: SessionDep, settings: SettingsDep
-) -> RoundResult:
-    """Queue one round of invitations through the outbox; 409 within 24 hours of the last."""
-    return await service.send_round(session, settings, campaign=campaign, now=utcnow())
+    request: Request, campaign: BankCampaign, user: BankUser, settings: SettingsDep
+) -> RoundRead:
+    """Start a round of invitations through the outbox, sent in the background (follow it at
+    the round's address); continues the last round instead if it stopped part-way within 24
+    hours. 409 `round_running` while a round is being sent, `round_too_soon` within 24 hours of
+    the last round's start."""
+    record = await rounds.start_in_background(request.app, settings, campaign=campaign, user=user)
+    return rounds.to_read(record)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/rounds",
+    response_model=list[RoundRead],
+    responses=error_responses(401, 403, 404),
+)
+async def list_rounds(campaign: BankCampaign, session: SessionDep) -> list[RoundRead]:
+    """The campaign's rounds, newest first."""
+    return [rounds.to_read(r) for r in await rounds.history(session, campaign_id=campaign.id)]
+
+
+@router.get(
+    "/campaigns/{campaign_id}/rounds/{round_id}",
+    response_model=RoundRead,
+    responses=error_responses(401, 403, 404),
+)
+async def read_round(round_id: str, campaign: BankCampaign, session: SessionDep) -> RoundRead:
+    """One round: its progress while it is sent, then what it queued and passed over."""
+    record = await rounds.get(session, campaign_id=campaign.id, round_id=round_id)
+    return rounds.to_read(record)
 
 
 @router.post(

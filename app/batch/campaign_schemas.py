@@ -39,6 +39,39 @@ class CampaignCreate(BaseModel):
     )
 
 
+class RoundRead(BaseModel):
+    """One round of invitations: sent in the background, its progress, and what it queued and
+    why the other accounts were not invited."""
+
+    id: str
+    campaign_id: str
+    status: Literal["running", "done", "failed"]
+    round_at: datetime = Field(description="When the round was started")
+    accounts_total: int = Field(
+        description="Accounts the selection matched when the round started (when done: gone "
+        "through)"
+    )
+    accounts_done: int = Field(description="Accounts gone through so far")
+    queued: int = Field(description="Invitations queued in the outbox this round")
+    held_until_morning: int = Field(
+        description="Of those, how many the contact rules hold until a later moment"
+    )
+    suppressed: dict[str, int] = Field(
+        description="Accounts not invited this round, by reason: opted_out, paid, applied "
+        "(already has a case), no_phone, cap (invited max_sends times already)"
+    )
+    attempt: int = Field(description="1, and one more each time the round was continued")
+    finished_at: datetime | None
+    failure: Literal["interrupted", "error"] | None = Field(
+        description="Why a failed round stopped: interrupted (the server stopped) or error. "
+        "Sending again within 24 hours of its start continues it where it stopped"
+    )
+    next_round_at: datetime = Field(
+        description="The earliest moment a new round may start after this one (24 hours after "
+        "its start; at once when it queued nothing)"
+    )
+
+
 class CampaignRead(BaseModel):
     id: str
     name: str
@@ -52,22 +85,7 @@ class CampaignRead(BaseModel):
     next_round_at: datetime | None = Field(
         description="The earliest moment the next round may be sent; null: now"
     )
-
-
-class RoundResult(BaseModel):
-    """One round of invitations: how many were queued and why the others were not."""
-
-    campaign_id: str
-    round_at: datetime
-    queued: int = Field(description="Invitations queued in the outbox this round")
-    held_until_morning: int = Field(
-        description="Of those, how many the contact rules hold until a later moment"
-    )
-    suppressed: dict[str, int] = Field(
-        description="Accounts not invited this round, by reason: opted_out, paid, applied "
-        "(already has a case), no_phone, cap (invited max_sends times already)"
-    )
-    next_round_at: datetime
+    last_round: RoundRead | None = Field(description="The latest round: its progress, counts")
 
 
 class TierFigures(BaseModel):

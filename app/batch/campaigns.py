@@ -8,22 +8,8 @@ bank's accounts, read again at every round: an account imported later that match
 the next round. An account's `Invitation` row is made the first time it is sent, with a fresh
 random code for its link (the code names the invitation; it grants nothing).
 
-A round queues one SMS per account that is not suppressed. Suppressed, the first that applies:
-- `opted_out`: the account's borrower opted out (`opted_out_at`, set through any invitation's
-  stop link of that bank to that phone);
-- `paid`: the bank marked the account paid off (`paid_off_at`), or a case about the account has
-  a repayment plan that is completed;
-- `applied`: a case came from an invitation of the account (any campaign, whatever became of
-  it: the borrower has answered), or the account has a case still open (not rejected, failed or
-  withdrawn);
-- `no_phone`: the bank gave no phone for it;
-- `cap`: it was sent `max_sends` (3) times in this campaign already.
-Rounds are at least `ROUND_GAP` apart (the campaign's lock and its last round decide it), so a
-double click or two officers at once never double an invitation: the second gets 409.
-
-The SMS goes through the outbox, planned by the lawful-contact rules (`contact_rules`): held in
-quiet hours and counted against the borrower's daily cap together with everything else planned
-for that phone (or for the borrower's account, when they have signed in before).
+A round of invitations (who is invited, who is passed over and why, how the texts are held for
+quiet hours and daily caps) is `rounds`: it runs in the background, a chunk at a time.
 
 The view, by the account's overdue tier: selected (matching now), opted out, invited (sent at
 least once), opened (the link was opened), applied (a case came from the invitation), settled
@@ -36,33 +22,27 @@ median needs MIN_PEERS agreements, and a share within MIN_WAIVER_GAP_BP of it ne
 Each with its mediator, and each mediator's figures beside them: a fairness check.
 """
 
-import secrets
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Table,
     and_,
-    bindparam,
     case,
-    exists,
     func,
-    insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from app import locking, security
+from app import security
 from app.agreements.models import Agreement
-from app.batch import policy
+from app.batch import policy, rounds, selection
 from app.batch.campaign_schemas import (
     CampaignCreate,
     CampaignRead,
@@ -70,32 +50,21 @@ from app.batch.campaign_schemas import (
     MediatorFigures,
     OptOutResult,
     Outlier,
-    RoundResult,
     Selection,
     TierFigures,
 )
 from app.batch.models import Campaign, Invitation, OfferPolicy, PortfolioImport
 from app.cases.models import Case
-from app.cases.states import CLOSED, Status
+from app.cases.states import Status
 from app.config import Settings
 from app.db import looks_like_id
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Forbidden, NotFound
 from app.loans.models import LoanAccount
 from app.loans.tiers import amount_band
-from app.notifications import contact_rules, messages
 from app.notifications.models import OutboxMessage, OutboxStatus
-from app.orgs.models import Bank
-from app.repayment.models import Plan
 from app.sessions.models import Offer
 from app.users.models import Role, User
 
-ROUND_GAP = timedelta(hours=24)
-_INVITATIONS: Table = Invitation.__table__  # type: ignore[assignment]
-_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
-# An invitation's row by id; the SET clause is the parameters' other keys.
-_INVITATION_BY_ID = update(_INVITATIONS).where(_INVITATIONS.c.id == bindparam("invitation_id"))
-INVITATION_KIND = "invitation"
-CHUNK = 500
 TIERS = ("M1", "M2", "M3")
 UNKNOWN_TIER = "unknown"
 # A case that reached an agreement: drawn up and being signed, or filed.
@@ -116,49 +85,6 @@ def _bank_id(user: User) -> str:
     if user.role != Role.BANK_STAFF or not user.bank_id:
         raise Forbidden("Only bank staff run campaigns", code="role_forbidden")
     return user.bank_id
-
-
-# --- the selection -------------------------------------------------------------------------------
-
-
-def _selected(campaign: Campaign) -> list[ColumnElement[bool]]:
-    selection = Selection.model_validate(campaign.selection or {})
-    clauses: list[ColumnElement[bool]] = [LoanAccount.bank_id == campaign.bank_id]
-    if selection.tiers:
-        clauses.append(LoanAccount.tier.in_(selection.tiers))
-    if selection.bands:
-        clauses.append(LoanAccount.band.in_(selection.bands))
-    if selection.products:
-        clauses.append(LoanAccount.product.in_(selection.products))
-    if campaign.import_id:
-        clauses.append(LoanAccount.import_id == campaign.import_id)
-    return clauses
-
-
-def _paid() -> ColumnElement[bool]:
-    completed_plan = exists().where(
-        Plan.case_id == Case.id,
-        Case.loan_account_id == LoanAccount.id,
-        Plan.status == "completed",
-    )
-    return or_(LoanAccount.paid_off_at.is_not(None), completed_plan)
-
-
-def _applied() -> ColumnElement[bool]:
-    # Any campaign's invitation: not the outer query's (this campaign's) row.
-    any_invitation = aliased(Invitation)
-    from_invitation = exists().where(
-        Case.invitation_id == any_invitation.id, any_invitation.account_id == LoanAccount.id
-    )
-    open_case = exists().where(
-        Case.loan_account_id == LoanAccount.id, Case.status.notin_([s.value for s in CLOSED])
-    )
-    return or_(from_invitation, open_case)
-
-
-async def count_selected(session: AsyncSession, campaign: Campaign) -> int:
-    query = select(func.count()).select_from(LoanAccount).where(*_selected(campaign))
-    return int(await session.scalar(query) or 0)
 
 
 # --- campaigns -----------------------------------------------------------------------------------
@@ -206,20 +132,18 @@ async def list_for_bank(session: AsyncSession, *, user: User) -> list[Campaign]:
     return list(await session.scalars(query))
 
 
-async def last_round_at(session: AsyncSession, campaign: Campaign) -> datetime | None:
-    value: datetime | None = await session.scalar(
-        select(func.max(Invitation.last_sent_at)).where(Invitation.campaign_id == campaign.id)
-    )
-    return value
-
-
 async def to_read(session: AsyncSession, campaign: Campaign) -> CampaignRead:
-    last = await last_round_at(session, campaign)
+    last = await rounds.latest(session, campaign_id=campaign.id)
     invited = await session.scalar(
         select(func.count())
         .select_from(Invitation)
         .where(Invitation.campaign_id == campaign.id, Invitation.sends > 0)
     )
+    # A round that stopped part-way can be continued at once.
+    sent = await rounds.last_that_sent(session, campaign_id=campaign.id)
+    next_at = None
+    if sent is not None and not (last is not None and last.status == rounds.FAILED):
+        next_at = sent.started_at + rounds.ROUND_GAP
     return CampaignRead(
         id=campaign.id,
         name=campaign.name,
@@ -227,245 +151,12 @@ async def to_read(session: AsyncSession, campaign: Campaign) -> CampaignRead:
         import_id=campaign.import_id,
         max_sends=campaign.max_sends,
         created_at=campaign.created_at,
-        selected=await count_selected(session, campaign),
+        selected=await selection.count(session, campaign),
         invited=int(invited or 0),
-        last_round_at=last,
-        next_round_at=last + ROUND_GAP if last else None,
+        last_round_at=last.started_at if last else None,
+        next_round_at=next_at,
+        last_round=rounds.to_read(last) if last else None,
     )
-
-
-# --- a round of invitations ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Eligible:
-    account_id: str
-    phone: str
-    # The account's invitation in this campaign, once it has one: its id, code and sends.
-    invitation_id: str | None
-    code: str | None
-    sends: int
-
-
-def invitation_link(settings: Settings, code: str) -> str:
-    return f"{settings.public_url.rstrip('/')}/borrower/invitations/{code}"
-
-
-def _reason(
-    *, opted_out: bool, paid: bool, applied: bool, has_phone: bool, sends: int, cap: int
-) -> str | None:
-    if opted_out:
-        return "opted_out"
-    if paid:
-        return "paid"
-    if applied:
-        return "applied"
-    if not has_phone:
-        return "no_phone"
-    if sends >= cap:
-        return "cap"
-    return None
-
-
-async def send_round(
-    session: AsyncSession, settings: Settings, *, campaign: Campaign, now: datetime
-) -> RoundResult:
-    """Queue this round's invitations; 409 when the last round was less than ROUND_GAP ago.
-
-    Accounts are read and written CHUNK at a time as plain rows (no ORM objects: a round of
-    tens of thousands of accounts made them at ~1 ms an account)."""
-    # One round at a time per campaign: a second click waits here, then finds this round.
-    await locking.hold(session, f"campaign:{campaign.id}")
-    last = await last_round_at(session, campaign)
-    if last is not None and now < last + ROUND_GAP:
-        next_at = (last + ROUND_GAP).astimezone(contact_rules.SHANGHAI)
-        # Carries a time, so it is not a catalog message; the portal says it by its code.
-        detail = (
-            "The last round of this campaign went out less than 24 hours ago; the next may go "
-            f"from {next_at.isoformat(timespec='minutes')}"
-        )
-        raise Conflict(detail, code="round_too_soon")
-    bank = await session.get_one(Bank, campaign.bank_id)
-    sealer = security.FieldSealer(settings.secret_key)
-    suppressed: Counter[str] = Counter()
-    queued = held = 0
-    after = ""
-    while True:
-        rows = (
-            await session.execute(
-                select(
-                    LoanAccount.id,
-                    LoanAccount.opted_out_at,
-                    LoanAccount.phone_encrypted,
-                    Invitation.id,
-                    Invitation.code,
-                    Invitation.sends,
-                    Invitation.suppressed,
-                    _paid(),
-                    _applied(),
-                )
-                .outerjoin(
-                    Invitation,
-                    and_(
-                        Invitation.account_id == LoanAccount.id,
-                        Invitation.campaign_id == campaign.id,
-                    ),
-                )
-                .where(*_selected(campaign), LoanAccount.id > after)
-                .order_by(LoanAccount.id)
-                .limit(CHUNK)
-            )
-        ).all()
-        if not rows:
-            break
-        after = rows[-1][0]
-        eligible: list[_Eligible] = []
-        newly_suppressed: list[dict[str, Any]] = []
-        for account_id, opted_out_at, phone, invitation_id, code, sent, was, paid, applied in rows:
-            sends = sent or 0  # no invitation yet: never sent
-            reason = _reason(
-                opted_out=opted_out_at is not None,
-                paid=bool(paid),
-                applied=bool(applied),
-                has_phone=bool(phone),
-                sends=sends,
-                cap=campaign.max_sends,
-            )
-            if reason is None:
-                assert phone is not None  # no_phone otherwise
-                eligible.append(
-                    _Eligible(account_id, sealer.decrypt(phone), invitation_id, code, sends)
-                )
-                continue
-            suppressed[reason] += 1
-            if invitation_id is not None and was != reason:
-                newly_suppressed.append({"invitation_id": invitation_id, "suppressed": reason})
-        if newly_suppressed:
-            await (await session.connection()).execute(_INVITATION_BY_ID, newly_suppressed)
-        for planned in await _queue(
-            session,
-            settings,
-            sealer,
-            bank=bank,
-            campaign_id=campaign.id,
-            eligible=eligible,
-            now=now,
-        ):
-            queued += 1
-            held += planned > now
-    return RoundResult(
-        campaign_id=campaign.id,
-        round_at=now,
-        queued=queued,
-        held_until_morning=held,
-        suppressed={reason: suppressed.get(reason, 0) for reason in _REASONS},
-        next_round_at=now + ROUND_GAP,
-    )
-
-
-_REASONS = ("opted_out", "paid", "applied", "no_phone", "cap")
-
-
-async def _queue(
-    session: AsyncSession,
-    settings: Settings,
-    sealer: security.FieldSealer,
-    *,
-    bank: Bank,
-    campaign_id: str,
-    eligible: Sequence[_Eligible],
-    now: datetime,
-) -> list[datetime]:
-    """Queue one SMS per eligible account, making its invitation on first send; returns when
-    each may go out."""
-    if not eligible:
-        return []
-    phones = sorted({item.phone for item in eligible})
-    hashes = {phone: sealer.keyed_hash("phone", phone) for phone in phones}
-    users = dict(
-        (
-            await session.execute(
-                select(User.phone_hash, User.id).where(
-                    User.phone_hash.in_(list(hashes.values())), User.role == Role.BORROWER
-                )
-            )
-        ).all()
-    )
-    user_of = {phone: users.get(hashes[phone]) for phone in phones}
-    # The same lock `notify_borrower` takes for a signed-up borrower, so nothing else planned
-    # for them at the same moment can take the same slot of the daily cap.
-    keys = sorted(
-        f"contact:{user_of[phone]}" if user_of[phone] else f"contact:phone:{hashes[phone]}"
-        for phone in phones
-    )
-    await locking.hold_all(session, keys)
-    phone_of_user = {user_id: phone for phone, user_id in user_of.items() if user_id}
-    who: ColumnElement[bool] = OutboxMessage.to_address.in_(phones)
-    if phone_of_user:
-        who = or_(who, OutboxMessage.recipient_user_id.in_(list(phone_of_user)))
-    planned = await session.execute(
-        select(
-            OutboxMessage.to_address, OutboxMessage.recipient_user_id, OutboxMessage.send_after
-        ).where(
-            who,
-            OutboxMessage.requested.is_(False),
-            OutboxMessage.status.notin_([OutboxStatus.FAILED, OutboxStatus.CANCELLED]),
-            OutboxMessage.send_after >= contact_rules.counting_window_start(now),
-        )
-    )
-    per_day: dict[str, Counter[Any]] = defaultdict(Counter)
-    for address, user_id, send_after in planned.all():
-        phone = phone_of_user.get(user_id) if user_id else address
-        if phone in hashes:
-            per_day[phone][contact_rules.local_day(send_after)] += 1
-    first_sends: list[dict[str, Any]] = []
-    sends: list[dict[str, Any]] = []
-    texts: list[dict[str, Any]] = []
-    times: list[datetime] = []
-    for item in eligible:
-        sent = {"last_sent_at": now, "sends": item.sends + 1, "suppressed": None}
-        if item.invitation_id is None:
-            code = secrets.token_urlsafe(12)
-            first_sends.append(
-                {"campaign_id": campaign_id, "account_id": item.account_id, "code": code, **sent}
-            )
-        else:
-            assert item.code is not None  # an invitation always has its code
-            code = item.code
-            sends.append({"invitation_id": item.invitation_id, **sent})
-        send_after = contact_rules.earliest_send(
-            channel="sms",
-            requested=False,
-            now=now,
-            counted_per_day=per_day[item.phone],
-            to_borrower=True,
-        )
-        per_day[item.phone][contact_rules.local_day(send_after)] += 1
-        texts.append(
-            {
-                "channel": "sms",
-                "to_address": item.phone,
-                "recipient_user_id": user_of[item.phone],
-                "case_id": None,
-                "kind": INVITATION_KIND,
-                "body": messages.invitation(bank.name, link=invitation_link(settings, code)),
-                "requested": False,
-                "status": OutboxStatus.QUEUED,
-                "send_after": send_after,
-                "next_attempt_at": send_after,
-                "attempts": 0,
-            }
-        )
-        times.append(send_after)
-    # Core statements on the session's connection, run as executemany: through the session,
-    # the ORM's bulk forms compile every row's parameters into the statement.
-    conn = await session.connection()
-    if first_sends:
-        await conn.execute(insert(_INVITATIONS), first_sends)
-    if sends:
-        await conn.execute(_INVITATION_BY_ID, sends)
-    await conn.execute(insert(_OUTBOX), texts)
-    return times
 
 
 # --- opting out ----------------------------------------------------------------------------------
@@ -523,7 +214,7 @@ async def opt_out(
         waiting = await session.scalars(
             select(OutboxMessage).where(
                 OutboxMessage.to_address == phone,
-                OutboxMessage.kind == INVITATION_KIND,
+                OutboxMessage.kind == rounds.INVITATION_KIND,
                 OutboxMessage.status == OutboxStatus.QUEUED,
             )
         )
@@ -573,7 +264,7 @@ async def figures_by_tier(session: AsyncSession, campaign: Campaign) -> list[Tie
             func.sum(case((LoanAccount.opted_out_at.is_not(None), 1), else_=0)),
             func.sum(debt),
         )
-        .where(*_selected(campaign))
+        .where(*selection.matching(campaign))
         .group_by(LoanAccount.tier)
     )
     for tier, count, opted_out, debt_fen in selected.all():

@@ -1,7 +1,7 @@
 """Portfolio import routes: bank staff upload a file of overdue accounts and watch it import.
 
 The upload is streamed to the data directory and imported by a background task in this process
-(`app.state.import_tasks`, by import id). An import whose process stopped mid-way is marked
+(`app.jobs`, by import id). An import whose process stopped mid-way is marked
 failed the next time it is read (see `importer.is_stale`).
 """
 
@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, File, Request, Response, UploadFile, status
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from app import jobs
 from app.audit import chain
 from app.audit.events import Event
 from app.batch import importer
@@ -32,16 +33,12 @@ log = logging.getLogger("hejie.import")
 # The paths that take a portfolio file, allowed `max_import_bytes` by the body-size cap.
 UPLOAD_PATHS = ("/api/v1/imports", "/bank/imports")
 CHUNK = 1024 * 1024
+JOB = "import"
 
 
 def import_tasks(app: FastAPI) -> dict[str, "asyncio.Task[importer.Counts]"]:
     """The imports running in this process, by id (tests await them)."""
-    tasks: dict[str, asyncio.Task[importer.Counts]] | None = getattr(
-        app.state, "import_tasks", None
-    )
-    if tasks is None:
-        tasks = app.state.import_tasks = {}
-    return tasks
+    return jobs.running(app, JOB)
 
 
 async def start_import(
@@ -81,19 +78,14 @@ async def start_import(
             file_sha256=digest.hexdigest(),
         )
         await session.commit()
-    tasks = import_tasks(app)
-    task = asyncio.create_task(
-        importer.run_import(
-            app.state.engine,
-            settings.secret_key,
-            import_id=import_id,
-            path=path,
-            delete_file=True,
-        ),
-        name=f"import-{import_id}",
+    work = importer.run_import(
+        app.state.engine,
+        settings.secret_key,
+        import_id=import_id,
+        path=path,
+        delete_file=True,
     )
-    tasks[import_id] = task
-    task.add_done_callback(lambda _t: tasks.pop(import_id, None))
+    jobs.launch(app, JOB, import_id, work)
     return record
 
 

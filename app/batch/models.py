@@ -108,3 +108,33 @@ class Invitation(Base):
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The case it led to is the one whose `invitation_id` names it (cases.invitation_id).
     created_at: Mapped[datetime] = created_column()
+
+
+class CampaignRound(Base):
+    """One round of a campaign's invitations, sent in the background a chunk of accounts at a
+    time; its counts and its cursor are written with each chunk, in the chunk's transaction."""
+
+    __tablename__ = "campaign_rounds"
+    __table_args__ = (Index("ix_campaign_rounds_campaign_started", "campaign_id", "started_at"),)
+
+    id: Mapped[str] = id_column()
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    started_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | done | failed
+    started_at: Mapped[datetime] = created_column()
+    # Written with every chunk: a round whose heartbeat stops was interrupted (see rounds.py).
+    heartbeat_at: Mapped[datetime] = created_column()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accounts_total: Mapped[int] = mapped_column(Integer, default=0)  # selected when it started
+    accounts_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The last account gone through, in id order: an interrupted round continues after it.
+    last_account_id: Mapped[str | None] = mapped_column(String(32))
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    # Accounts passed over, by reason (opted_out, paid, applied, no_phone, cap).
+    suppressed: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    # Why it stopped, when it failed: interrupted (its process stopped) | error.
+    failure: Mapped[str | None] = mapped_column(String(20))
+    # Starts: 1, and one more each time an interrupted round was continued. A worker writes a
+    # chunk only while the round is still on its attempt (a second worker never doubles it).
+    attempt: Mapped[int] = mapped_column(Integer, default=1)

@@ -1,7 +1,7 @@
 """The bank portal's portfolio imports: the list, the upload form and one import's live progress.
 
 The upload starts the same background import as `POST /api/v1/imports`; the progress page is
-updated by import_progress.js, which polls `GET /api/v1/imports/{id}` (the page works without
+updated by progress.js, which polls `GET /api/v1/imports/{id}` (the page works without
 it: reloading shows the latest counts).
 """
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.batch import campaigns as service
-from app.batch import policy
+from app.batch import policy, rounds
 from app.batch.campaign_schemas import CampaignCreate
 from app.batch.models import Campaign, PortfolioImport
 from app.db import SessionDep, utcnow
@@ -62,9 +62,25 @@ DEVIATION_NAMES = {
 }
 IMPORTS_OFFERED = 20
 ROUND_TOO_SOON = N_(
-    "The last round of this campaign went out less than 24 hours ago; see below when the next "
-    "may go."
+    "The last round of this campaign started less than 24 hours ago; see below when the next "
+    "may start."
 )
+REASON_NAMES = {
+    "opted_out": N_("Opted out"),
+    "paid": N_("Paid"),
+    "applied": N_("Already applied"),
+    "no_phone": N_("No phone"),
+    "cap": N_("Invited as often as allowed"),
+}
+ROUND_STATUS_NAMES = {
+    rounds.RUNNING: N_("Being sent"),
+    rounds.DONE: N_("Done"),
+    rounds.FAILED: N_("Stopped part-way"),
+}
+FAILURE_NAMES = {
+    rounds.INTERRUPTED: N_("it was interrupted (the server stopped)"),
+    rounds.ERROR: N_("it stopped on an unexpected error"),
+}
 
 
 async def _imports(session: AsyncSession, user: User) -> list[PortfolioImport]:
@@ -153,8 +169,6 @@ async def _campaign_page(
     *,
     error: list[Problem] | None = None,
     status: int = 200,
-    queued: int | None = None,
-    held: int | None = None,
 ) -> Response:
     return page(
         request,
@@ -166,8 +180,10 @@ async def _campaign_page(
         product_names=PRODUCT_NAMES,
         breach_names=BREACH_NAMES,
         deviation_names=DEVIATION_NAMES,
-        queued=queued,
-        held=held,
+        reason_names=REASON_NAMES,
+        failure_names=FAILURE_NAMES,
+        round_status_names=ROUND_STATUS_NAMES,
+        rounds=[rounds.to_read(r) for r in await rounds.history(session, campaign_id=campaign.id)],
         now=utcnow(),
         error=error,
         status=status,
@@ -180,11 +196,9 @@ async def campaign_page(
     request: Request,
     user: BankPortalUser,
     session: SessionDep,
-    queued: int | None = None,
-    held: int | None = None,
 ) -> Response:
     campaign = await service.get(session, user=user, campaign_id=campaign_id)
-    return await _campaign_page(request, session, campaign, queued=queued, held=held)
+    return await _campaign_page(request, session, campaign)
 
 
 @router.post("/bank/campaigns/{campaign_id}/send")
@@ -197,7 +211,7 @@ async def send_round(
 ) -> Response:
     campaign = await service.get(session, user=user, campaign_id=campaign_id)
     try:
-        result = await service.send_round(session, settings, campaign=campaign, now=utcnow())
+        await rounds.start_in_background(request.app, settings, campaign=campaign, user=user)
     except AppError as exc:
         await undo(session, user)
         campaign = await service.get(session, user=user, campaign_id=campaign_id)
@@ -205,9 +219,8 @@ async def send_round(
         message = ROUND_TOO_SOON if exc.code == "round_too_soon" else refusal_message(exc)
         problems: list[Problem] = [(None, message)]
         return await _campaign_page(request, session, campaign, error=problems, status=exc.status)
-    return redirect(
-        f"/bank/campaigns/{campaign_id}?queued={result.queued}&held={result.held_until_morning}"
-    )
+    # The page follows the round as it is sent.
+    return redirect(f"/bank/campaigns/{campaign_id}")
 
 
 # --- the borrower's stop link --------------------------------------------------------------------

@@ -13,8 +13,8 @@ import httpx
 from sqlalchemy import func, select, update
 
 from app import security
-from app.batch import campaigns
-from app.batch.models import Campaign, Invitation
+from app.batch import rounds
+from app.batch.models import Campaign, CampaignRound, Invitation
 from app.cases.models import Case
 from app.db import utcnow
 from app.loans.models import LoanAccount
@@ -88,9 +88,31 @@ async def create(client: httpx.AsyncClient, world: World, **selection: list[str]
 
 
 async def send(client: httpx.AsyncClient, world: World, campaign_id: str) -> httpx.Response:
-    return await client.post(
+    """Start a round and follow it at its address, as the portal does, until it has been sent:
+    the round as it ended (200), or the refusal to start it."""
+    started = await client.post(
         f"/api/v1/campaigns/{campaign_id}/send", headers=world.bank_demo.headers
     )
+    if started.status_code != 202:
+        return started
+    assert started.json()["status"] == "running"
+    url = f"/api/v1/campaigns/{campaign_id}/rounds/{started.json()['id']}"
+    for _ in range(1000):
+        got = await client.get(url, headers=world.bank_demo.headers)
+        if got.json()["status"] != "running":
+            return got
+        await asyncio.sleep(0.01)
+    raise AssertionError("the round is still being sent")
+
+
+async def round_at(env: Backend, campaign_id: str, now: datetime) -> CampaignRound:
+    """A round started and sent at `now` (the contact rules read the clock)."""
+    async with env.session() as s:
+        campaign = await s.get_one(Campaign, campaign_id)
+        round_id = (await rounds.start(s, campaign=campaign, user=None, now=now)).id
+    await rounds.run(env.app.state.sessionmaker, env.settings, round_id=round_id, clock=lambda: now)
+    async with env.session() as s:
+        return await s.get_one(CampaignRound, round_id)
 
 
 async def invitations_sent(env: Backend, phone: str) -> list[OutboxMessage]:
@@ -111,13 +133,12 @@ async def invitation_of(env: Backend, account_id: str) -> Invitation:
 
 
 async def a_day_later(env: Backend, campaign_id: str) -> None:
-    """Move the campaign's last round back by 25 hours, as if a day had passed."""
+    """Move the campaign's rounds back by 25 hours, as if a day had passed."""
     async with env.session() as s:
-        await s.execute(
-            update(Invitation)
-            .where(Invitation.campaign_id == campaign_id, Invitation.last_sent_at.is_not(None))
-            .values(last_sent_at=utcnow() - timedelta(hours=25))
-        )
+        for record in await s.scalars(
+            select(CampaignRound).where(CampaignRound.campaign_id == campaign_id)
+        ):
+            record.started_at -= timedelta(hours=25)
 
 
 # --- who may -------------------------------------------------------------------------------------
@@ -294,12 +315,8 @@ async def test_an_invitation_at_night_waits_for_the_morning_and_the_daily_cap(
             await outbox.notify_borrower(
                 s, env.settings, borrower=alice, kind="test", body="x", now=shanghai(2, 22, 30)
             )
-    async with env.session() as s:
-        record = await s.get_one(Campaign, campaign["id"])
-        result = await campaigns.send_round(
-            s, env.settings, campaign=record, now=shanghai(2, 23, 0)
-        )
-    assert result.queued == 2 and result.held_until_morning == 2
+    result = await round_at(env, campaign["id"], shanghai(2, 23, 0))
+    assert result.queued == 2 and result.held == 2
     (stranger,) = await invitations_sent(env, "13700000021")
     assert stranger.send_after == shanghai(3, 8, 0)
     # Alice already has three messages planned for the 3rd: hers waits for the 4th.
@@ -313,9 +330,7 @@ async def test_the_dispatcher_sends_a_night_invitation_in_the_morning(
 ) -> None:
     await make_account(env, phone="13700000022")
     campaign = await create(client, world)
-    async with env.session() as s:
-        record = await s.get_one(Campaign, campaign["id"])
-        await campaigns.send_round(s, env.settings, campaign=record, now=shanghai(2, 23, 0))
+    await round_at(env, campaign["id"], shanghai(2, 23, 0))
     recording = RecordingSender()
     senders = {"sms": recording}
     maker = env.app.state.sessionmaker
@@ -344,9 +359,7 @@ async def test_two_accounts_of_one_phone_share_its_daily_cap(
     for _ in range(contact_rules.DAILY_CAP + 1):
         await make_account(env, phone="13700000031")
     campaign = await create(client, world)
-    async with env.session() as s:
-        record = await s.get_one(Campaign, campaign["id"])
-        await campaigns.send_round(s, env.settings, campaign=record, now=shanghai(2, 10, 0))
+    await round_at(env, campaign["id"], shanghai(2, 10, 0))
     days = [m.send_after for m in await invitations_sent(env, "13700000031")]
     assert sorted(days) == [shanghai(2, 10, 0)] * 3 + [shanghai(3, 8, 0)]
 

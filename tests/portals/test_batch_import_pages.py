@@ -42,18 +42,21 @@ async def test_upload_then_progress_and_problems(
     assert page.status_code == 200
     # While (or after) it runs: the progress bar and the script that polls the API.
     assert 'id="import-progress"' in page.text
-    assert '<script src="/static/js/import_progress.js" defer></script>' in page.text
+    assert '<script src="/static/js/progress.js" defer></script>' in page.text
     import_id = location.rsplit("/", 1)[1]
-    assert f'data-import-url="/api/v1/imports/{import_id}"' in page.text
+    assert f'data-progress-url="/api/v1/imports/{import_id}"' in page.text
 
     await _finish(env)
     page = await bank.get(location)
     assert accessibility_problems(page.text) == []
     assert 'data-status="done"' in page.text
-    assert '<span id="rows-done">10</span> / <span id="rows-total">10</span>' in page.text
+    assert (
+        '<span id="rows-done" data-field="rows_done">10</span> / '
+        '<span id="rows-total" data-field="rows_total">10</span>' in page.text
+    )
     assert 'max="10" value="10"' in page.text
-    assert '<dd id="rows-created">3</dd>' in page.text
-    assert '<dd id="rows-failed">7</dd>' in page.text
+    assert '<dd id="rows-created" data-field="rows_created">3</dd>' in page.text
+    assert '<dd id="rows-failed" data-field="rows_failed">7</dd>' in page.text
     assert '<th scope="row">3</th><td>id_number</td>' in page.text
     assert f'href="/api/v1/imports/{import_id}/problems.csv"' in page.text
     # Never the refused values; masked values only.

@@ -6,15 +6,22 @@ Chinese catalog is filled in.
 
 import html
 import re
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
 
-from app.batch.models import Campaign
+from app.batch import rounds
+from app.batch.models import Campaign, CampaignRound
+from app.db import utcnow
 from app.i18n import LANG_COOKIE
 from app.loans.models import LoanAccount
 from tests.batch.test_campaign_view import known_campaign
-from tests.batch.test_campaigns import invitation_of, invitations_sent, make_account
+from tests.batch.test_campaigns import (
+    invitation_of,
+    invitations_sent,
+    make_account,
+)
 from tests.helpers import Backend, World
 from tests.portals.util import Browser, accessibility_problems, alert_of, csrf_of
 
@@ -61,8 +68,14 @@ async def test_a_bank_officer_creates_a_campaign_and_sends_a_round(
 
     sent = await bank.post(f"{page_url}/send", data={"csrf_token": csrf_of(page)})
     assert sent.status_code == 303, sent.text
-    after = (await bank.get(sent.headers["location"])).text
-    assert "This round queued 1 invitation(s)." in _text(after, "round-result")
+    assert sent.headers["location"] == page_url
+    await env.background_done()
+    after = (await bank.get(page_url)).text
+    assert "queued 1 invitation(s)." in _text(after, "round-status")
+    assert 'data-status="done"' in after and 'id="round-progress"' not in after
+    assert _text(after, "round-suppressed") == (
+        "Opted out 0 · Paid 0 · Already applied 0 · No phone 0 · Invited as often as allowed 0"
+    )
     assert 'id="next-round"' in after and 'id="send-round"' not in after
     assert len(await invitations_sent(env, "13700000201")) == 1
     assert await invitations_sent(env, "13700000202") == []
@@ -131,6 +144,7 @@ async def test_the_stop_link_asks_then_stops(
     )
     page = (await bank.get(created.headers["location"])).text
     await bank.post(f"{created.headers['location']}/send", data={"csrf_token": csrf_of(page)})
+    await env.background_done()
     code = (await invitation_of(env, account)).code
 
     url = f"/borrower/invitations/{code}/stop"
@@ -171,3 +185,50 @@ async def test_the_outliers_are_shown_in_words_with_their_mediator(
     assert f'href="/bank/cases/{generous}"' in page
     assert 'id="no-policy-note"' in page
     assert _text(page, "by-mediator").endswith("mediator 4 1 10.0% 12")
+
+
+async def test_the_page_follows_a_round_and_offers_to_continue_one_that_stopped(
+    bank: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    await make_account(env, phone="13700000401")
+    await make_account(env, phone="13700000402")
+    listing = await _english(bank).get("/bank/campaigns")
+    created = await bank.post(
+        "/bank/campaigns", data={"csrf_token": csrf_of(listing.text), "name": "all"}
+    )
+    page_url = created.headers["location"]
+    campaign_id = page_url.rsplit("/", 1)[1]
+    async with env.session() as s:
+        campaign = await s.get_one(Campaign, campaign_id)
+        round_id = (await rounds.start(s, campaign=campaign, user=None, now=utcnow())).id
+
+    # Being sent: the progress bar follows the round's API address; no second round is offered.
+    running = (await bank.get(page_url)).text
+    assert accessibility_problems(running) == []
+    assert f'data-progress-url="/api/v1/campaigns/{campaign_id}/rounds/{round_id}"' in running
+    assert 'data-status="running"' in running and 'id="round-progress"' in running
+    assert '<script src="/static/js/progress.js" defer></script>' in running
+    assert "A round is being sent" in _text(running, "round-status")
+    assert _text(running, "round-done") == "0" and _text(running, "round-total") == "2"
+    assert 'id="send-round"' not in running
+    refused = await bank.post(f"{page_url}/send", data={"csrf_token": csrf_of(running)})
+    assert refused.status_code == 409
+    assert "A round of this campaign is being sent" in alert_of(refused.text)
+
+    # Its server stopped: the page says so, and the button continues the same round.
+    async with env.session() as s:
+        record = await s.get_one(CampaignRound, round_id)
+        record.heartbeat_at = utcnow() - timedelta(hours=1)
+    stopped = (await bank.get(page_url)).text
+    assert "stopped part-way: it was interrupted" in _text(stopped, "round-status")
+    assert _text(stopped, "send-round") == "Continue the round"
+    continued = await bank.post(f"{page_url}/send", data={"csrf_token": csrf_of(stopped)})
+    assert continued.status_code == 303
+    await env.background_done()
+    done = (await bank.get(page_url)).text
+    assert "queued 2 invitation(s)." in _text(done, "round-status")
+    assert len(await invitations_sent(env, "13700000401")) == 1
+
+    # In Chinese by default.
+    bank.cookies.delete(LANG_COOKIE)
+    assert "已排队 2 条" in (await bank.get(page_url)).text
