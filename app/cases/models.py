@@ -21,10 +21,10 @@ class Case(Base):
     bank_id: Mapped[str] = mapped_column(ForeignKey("banks.id"), index=True)
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     mediator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
-    loan_account_id: Mapped[str | None] = mapped_column(ForeignKey("loan_accounts.id"))
+    loan_account_id: Mapped[str | None] = mapped_column(ForeignKey("loan_accounts.id"), index=True)
     # Batch mediation: the case came from this invitation, and took the fast path (a
     # pre-approved offer accepted without a live session).
-    invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"))
+    invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"), index=True)
     fast_path: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The card or loan number as the borrower gave it (the bank's own is on loan_account).
     account_ref: Mapped[str | None] = mapped_column(String(64))

@@ -1,6 +1,6 @@
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, created_column, id_column
@@ -10,7 +10,11 @@ class LoanAccount(Base):
     """An overdue account as the bank knows it (imported); personal values are encrypted."""
 
     __tablename__ = "loan_accounts"
-    __table_args__ = (UniqueConstraint("bank_id", "account_ref"),)
+    __table_args__ = (
+        UniqueConstraint("bank_id", "account_ref"),
+        # A campaign round walks a bank's accounts in id order, a chunk after a cursor.
+        Index("ix_loan_accounts_bank_id_id", "bank_id", "id"),
+    )
 
     id: Mapped[str] = id_column()
     bank_id: Mapped[str] = mapped_column(ForeignKey("banks.id"), index=True)

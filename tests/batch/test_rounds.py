@@ -2,6 +2,8 @@
 continued exactly where it stopped (an error, a stopped server, a worker taken over)."""
 
 import asyncio
+import itertools
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -67,24 +69,23 @@ async def test_each_chunk_is_committed_with_the_rounds_counts(
     seen: list[tuple[str, int, int, int]] = []
     one_chunk = rounds._chunk
 
-    async def chunk_then_look(*args: Any, **kwargs: Any) -> bool:
-        more = await one_chunk(*args, **kwargs)
-        # From another connection, between chunks: only what was committed shows.
+    async def look_then_chunk(*args: Any, **kwargs: Any) -> bool:
+        # From another connection, before each chunk: what the chunks before it committed.
         record = await load(env, round_id)
         texts = sum((await texts_by_phone(env)).values())
         seen.append((record.status, record.accounts_done, record.queued, texts))
-        return more
+        return await one_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(rounds, "_chunk", chunk_then_look)
+    monkeypatch.setattr(rounds, "_chunk", look_then_chunk)
     await run(env, round_id)
     assert seen == [
+        ("running", 0, 0, 0),
         ("running", 2, 2, 2),
         ("running", 4, 4, 4),
-        ("running", 5, 5, 5),
-        ("done", 5, 5, 5),  # the chunk that found no more accounts
+        ("running", 5, 5, 5),  # before the chunk that finds no more accounts
     ]
     record = await load(env, round_id)
-    assert record.accounts_total == 5
+    assert (record.status, record.accounts_total) == ("done", 5)
     assert record.finished_at is not None and record.failure is None
 
 
@@ -246,3 +247,29 @@ async def test_rounds_of_another_campaign_or_bank_are_not_found(
         f"/api/v1/campaigns/{campaign_id}/rounds/{done['id']}", headers=world.bank_east.headers
     )
     assert east.status_code == 404
+
+
+async def test_on_sqlite_a_round_leaves_the_lock_free_between_chunks(
+    client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting writer polls SQLite's lock with growing sleeps: without a pause after each
+    chunk the round would take the lock again before the writer looked."""
+    if env.name != "sqlite":
+        pytest.skip("PostgreSQL has no single write lock")
+    campaign_id = await five_accounts(client, env, world)
+    round_id = await started(env, campaign_id)
+    one_chunk = rounds._chunk
+    spans: list[tuple[float, float]] = []
+
+    async def slow_chunk(*args: Any, **kwargs: Any) -> bool:
+        began = time.monotonic()
+        await asyncio.sleep(0.05)  # a chunk that takes at least 50 ms
+        more = await one_chunk(*args, **kwargs)
+        spans.append((began, time.monotonic()))
+        return more
+
+    monkeypatch.setattr(rounds, "_chunk", slow_chunk)
+    await run(env, round_id)
+    gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(spans)]
+    assert len(gaps) == 3
+    assert all(gap >= 0.05 * rounds.SQLITE_PAUSE_SHARE for gap in gaps), gaps
