@@ -23,6 +23,9 @@ Each event, its outcome, where it is recorded, and what its detail holds:
 - `export.import_problems` (ok): `GET /api/v1/imports/{id}/problems.csv`; `rows`.
 - `export.judicial_package` (ok): `GET /api/v1/cases/{id}/agreement/package.zip`.
 - `export.outbox` (ok): `hejie outbox`, which prints phone numbers and message texts; `rows`.
+- `campaign.round_started` (ok): `POST /api/v1/campaigns/{id}/send` and the bank portal's send
+  button (`batch.rounds.start_in_background`), a new round or one continued; the subject is the
+  campaign; `round_id`, `attempt`, `accounts` (selected when the round began).
 - `admin.bank_created`, `admin.institution_created` (ok): `hejie banks|institutions create`;
   `code`.
 - `admin.documents_swept` (ok): `hejie documents sweep`; `removed`.
@@ -51,6 +54,7 @@ class Event(StrEnum):
     EXPORT_IMPORT_PROBLEMS = "export.import_problems"
     EXPORT_JUDICIAL_PACKAGE = "export.judicial_package"
     EXPORT_OUTBOX = "export.outbox"
+    ROUND_STARTED = "campaign.round_started"
     BANK_CREATED = "admin.bank_created"
     INSTITUTION_CREATED = "admin.institution_created"
     DOCUMENTS_SWEPT = "admin.documents_swept"

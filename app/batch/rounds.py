@@ -52,6 +52,8 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, selec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import jobs, locking, security
+from app.audit import chain
+from app.audit.events import Event
 from app.batch import selection
 from app.batch.campaign_schemas import RoundRead
 from app.batch.models import Campaign, CampaignRound, Invitation
@@ -240,6 +242,18 @@ async def start_in_background(
     maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     async with maker() as session, session.begin():
         record = await start(session, campaign=campaign, user=user, now=utcnow())
+        await chain.record(
+            session,
+            event=Event.ROUND_STARTED,
+            actor=user,
+            subject_type="campaign",
+            subject_id=campaign.id,
+            detail={
+                "round_id": record.id,
+                "attempt": record.attempt,
+                "accounts": record.accounts_total,
+            },
+        )
     jobs.launch(app, JOB, record.id, run(maker, settings, round_id=record.id))
     return record
 

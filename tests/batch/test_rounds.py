@@ -3,6 +3,7 @@ continued exactly where it stopped (an error, a stopped server, a worker taken o
 
 import asyncio
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from app.batch.models import Campaign, CampaignRound, Invitation
 from app.db import utcnow
 from app.notifications import messages
 from app.notifications.models import OutboxMessage
+from tests.audit.helpers import audit_rows
 from tests.batch.test_campaigns import create, make_account, send
 from tests.helpers import Backend, World
 
@@ -159,6 +161,11 @@ async def test_an_interrupted_round_is_found_when_read_and_continued(
     finished = await send(client, world, campaign_id)
     assert finished.json()["id"] == round_id and finished.json()["status"] == "done"
     assert await texts_by_phone(env) == Counter(PHONES)
+    # On the audit chain: who continued which round of which campaign, in counts and ids only.
+    (event,) = await audit_rows(env, "campaign.round_started")
+    assert (event.actor_id, event.actor_role) == (world.bank_demo.user_id, "bank_staff")
+    assert (event.subject_type, event.subject_id) == ("campaign", campaign_id)
+    assert json.loads(event.detail) == {"round_id": round_id, "attempt": 2, "accounts": 5}
 
 
 async def test_a_worker_taken_over_writes_nothing_more(
