@@ -48,7 +48,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import jobs, locking, security
@@ -110,16 +121,19 @@ async def _expire_if_stale(session: AsyncSession, record: CampaignRound, now: da
         await session.flush()
 
 
+def _newest_first(campaign_id: str) -> Select[CampaignRound]:
+    return (
+        select(CampaignRound)
+        .where(CampaignRound.campaign_id == campaign_id)
+        .order_by(CampaignRound.started_at.desc(), CampaignRound.id.desc())
+    )
+
+
 async def latest(
     session: AsyncSession, *, campaign_id: str, now: datetime | None = None
 ) -> CampaignRound | None:
     """The campaign's latest round (an interrupted one marked failed)."""
-    record = await session.scalar(
-        select(CampaignRound)
-        .where(CampaignRound.campaign_id == campaign_id)
-        .order_by(CampaignRound.started_at.desc(), CampaignRound.id.desc())
-        .limit(1)
-    )
+    record = await session.scalar(_newest_first(campaign_id).limit(1))
     if record is not None:
         await _expire_if_stale(session, record, now or utcnow())
     return record
@@ -129,10 +143,7 @@ async def last_that_sent(session: AsyncSession, *, campaign_id: str) -> Campaign
     """The latest round that queued an invitation: the next starts ROUND_GAP after it (a round
     that found nobody to invite holds nothing back)."""
     record: CampaignRound | None = await session.scalar(
-        select(CampaignRound)
-        .where(CampaignRound.campaign_id == campaign_id, CampaignRound.queued > 0)
-        .order_by(CampaignRound.started_at.desc(), CampaignRound.id.desc())
-        .limit(1)
+        _newest_first(campaign_id).where(CampaignRound.queued > 0).limit(1)
     )
     return record
 
@@ -141,14 +152,7 @@ async def history(
     session: AsyncSession, *, campaign_id: str, limit: int = 50
 ) -> list[CampaignRound]:
     """The campaign's rounds, newest first."""
-    records = list(
-        await session.scalars(
-            select(CampaignRound)
-            .where(CampaignRound.campaign_id == campaign_id)
-            .order_by(CampaignRound.started_at.desc(), CampaignRound.id.desc())
-            .limit(limit)
-        )
-    )
+    records = list(await session.scalars(_newest_first(campaign_id).limit(limit)))
     now = utcnow()
     for record in records:
         await _expire_if_stale(session, record, now)

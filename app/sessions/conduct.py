@@ -49,9 +49,14 @@ def _literal(entry: str) -> Term:
     if _LATIN_WORD.fullmatch(word):
         # Latin words are sought whole, letter by letter with any gaps between, in the spaced
         # text: "J A I L" and "jail!" are caught, "mail" and "skill" are not; the price is that
-        # "jailbreak" and "killed" need their own entries.
-        gapped = r"[\W_]*".join(re.escape(ch) for ch in word)
-        return Term(entry, re.compile(rf"(?<![a-z0-9]){gapped}(?![a-z0-9])"), in_squeezed=False)
+        # "jailbreak" and "killed" need their own entries. The first letter comes before the
+        # check that no letter precedes it (the same condition): a pattern that starts with a
+        # literal is sought by a fast scan for that letter, one that starts with a lookbehind
+        # is tried at every position (4-7x slower over a list's Latin words).
+        first, rest = word[0], word[1:]
+        gapped = "".join(rf"[\W_]*{re.escape(ch)}" for ch in rest)
+        pattern = rf"{first}(?<![a-z0-9]{first}){gapped}(?![a-z0-9])"
+        return Term(entry, re.compile(pattern), in_squeezed=False)
     # Chinese has no spaces between words, so a literal is any run of the squeezed text.
     return Term(entry, re.compile(re.escape(word)), in_squeezed=True)
 

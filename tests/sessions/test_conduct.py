@@ -1,5 +1,7 @@
 """The conduct list: threats and abuse are caught, evasions too, lawful negotiation is not."""
 
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,20 @@ def test_english_literals_match_whole_words_only(tmp_path: Path) -> None:
 def test_bad_entries_are_refused_with_their_line(tmp_path: Path, text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         load_terms(write(tmp_path, text))
+
+
+def test_latin_words_are_sought_whole_with_any_gaps_between_letters() -> None:
+    """Each Latin entry matches where "no letter or digit before, its letters with any gaps,
+    no letter or digit after" does: the pattern is written first-letter-first for speed."""
+    rng = random.Random(20261124)
+    for term in load_terms(TERMS_FILE):
+        word = term.entry.lower()
+        if term.in_squeezed or term.entry.startswith("re:"):
+            continue
+        gapped = r"[\W_]*".join(re.escape(ch) for ch in word)
+        reference = re.compile(rf"(?<![a-z0-9]){gapped}(?![a-z0-9])")
+        pieces = [*word, " ", "-", "_", ".", "x", "9", word, word.upper()]
+        for _ in range(300):
+            text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+            got = term.entry in matching_terms(text, [term])
+            assert got == bool(reference.search(text.lower())), (term.entry, text)
