@@ -431,8 +431,13 @@ async def _empty_accounts(url: str) -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM import_problems"))
-            await conn.execute(text("DELETE FROM loan_accounts"))
+            if engine.dialect.name == "postgresql":
+                # Not DELETE: 300,000 dead rows and their index entries would be vacuumed
+                # during the next run, which measured 0.136 where the runs around it had 0.34.
+                await conn.execute(text("TRUNCATE import_problems, loan_accounts CASCADE"))
+            else:
+                await conn.execute(text("DELETE FROM import_problems"))
+                await conn.execute(text("DELETE FROM loan_accounts"))
     finally:
         await engine.dispose()
 
@@ -445,7 +450,8 @@ async def _empty_baseline(url: str) -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text(f"DELETE FROM {BASELINE_TABLE}"))  # noqa: S608
+            emptied = "TRUNCATE" if engine.dialect.name == "postgresql" else "DELETE FROM"
+            await conn.execute(text(f"{emptied} {BASELINE_TABLE}"))
     finally:
         await engine.dispose()
 
