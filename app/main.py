@@ -16,7 +16,7 @@ from app.agreements.router import router as agreements_router
 from app.audit import refusals
 from app.audit.router import compliance_router
 from app.audit.router import router as audit_router
-from app.batch import campaign_router, import_router
+from app.batch import campaign_router, import_router, rounds
 from app.batch.fastpath_router import router as fastpath_router
 from app.batch.policy_router import router as policy_router
 from app.cases.router import router as cases_router
@@ -84,19 +84,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background.append(
                 asyncio.create_task(ledger.run_due_forever(app.state.sessionmaker, settings))
             )
+            # Campaign rounds a restart interrupted go on (safe with several: each takes the
+            # campaign's lock and only a round still interrupted).
+            background.append(
+                asyncio.create_task(rounds.continue_interrupted_forever(app, settings))
+            )
         await app.state.hub.start()
         background.append(asyncio.create_task(runtime.collect_old_forever(app.state.hub.quiet_for)))
         with runtime.settled():
             yield
-        # An import or a round stopped here records that it was interrupted (a round can be
-        # continued), while the database is still there to record it.
-        await jobs.stop_all(app)
-        await app.state.hub.stop()
-        await app.state.rate_limiter.close()
+        # The loops first: none may start a job (a round continued) while the jobs stop.
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # An import or a round stopped here records that it was interrupted (a round is
+        # continued by the next start), while the database is still there to record it.
+        await jobs.stop_all(app)
+        await app.state.hub.stop()
+        await app.state.rate_limiter.close()
         await engine.dispose()
 
     app = FastAPI(

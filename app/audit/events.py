@@ -25,7 +25,9 @@ Each event, its outcome, where it is recorded, and what its detail holds:
 - `export.outbox` (ok): `hejie outbox`, which prints phone numbers and message texts; `rows`.
 - `campaign.round_started` (ok): `POST /api/v1/campaigns/{id}/send` and the bank portal's send
   button (`batch.rounds.start_in_background`), a new round or one continued; the subject is the
-  campaign; `round_id`, `attempt`, `accounts` (selected when the round began).
+  campaign; `round_id`, `attempt`, `accounts` (selected when the round began). Also when the
+  application continues a round a restart interrupted (`batch.rounds.continue_interrupted`):
+  actor role `system`, `round_id`, `attempt`, `via` `auto`.
 - `admin.bank_created`, `admin.institution_created` (ok): `hejie banks|institutions create`;
   `code`.
 - `admin.documents_swept` (ok): `hejie documents sweep`; `removed`.

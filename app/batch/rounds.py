@@ -31,7 +31,9 @@ One round runs at a time per campaign (the campaign's lock orders starts and chu
 click gets 409), and a round starts at least ROUND_GAP after the last one that queued an
 invitation (one that found nobody to invite holds nothing back). A `running` round whose
 heartbeat is older than STALE_AFTER was interrupted (its process stopped) and is marked failed
-when read; sending again within ROUND_GAP of a failed round's start continues that round. Each
+when read; sending again within ROUND_GAP of a failed round's start continues that round, and
+each app process looks every minute for rounds a restart interrupted and continues them itself
+(`continue_interrupted`; not one that stopped on an error, which an officer continues). Each
 chunk is written only while the round is still on the worker's `attempt`, so a worker that was
 thought dead and then woke never writes beside the one that continued its round.
 """
@@ -92,6 +94,10 @@ REASONS = ("opted_out", "paid", "applied", "no_phone", "cap")
 RUNNING, DONE, FAILED = "running", "done", "failed"
 INTERRUPTED, ERROR = "interrupted", "error"
 JOB = "campaign-round"
+# Attempts at most for a round continued without an officer (`continue_interrupted`).
+MAX_ATTEMPTS = 5
+# The audit actor of what the application does on its own.
+SYSTEM = "system"
 
 _INVITATIONS: Table = Invitation.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -205,12 +211,7 @@ async def start(
     if last is not None and last.status == RUNNING:
         raise Conflict("A round of this campaign is being sent", code="round_running")
     if last is not None and last.status == FAILED and now < last.started_at + ROUND_GAP:
-        last.status = RUNNING
-        last.failure = None
-        last.finished_at = None
-        last.heartbeat_at = now
-        last.attempt += 1
-        await session.flush()
+        await _continue(session, last, now)
         return last
     sent = await last_that_sent(session, campaign_id=campaign.id)
     if sent is not None and now < sent.started_at + ROUND_GAP:
@@ -239,6 +240,15 @@ async def start(
     return record
 
 
+async def _continue(session: AsyncSession, record: CampaignRound, now: datetime) -> None:
+    record.status = RUNNING
+    record.failure = None
+    record.finished_at = None
+    record.heartbeat_at = now
+    record.attempt += 1
+    await session.flush()
+
+
 async def start_in_background(
     app: FastAPI, settings: Settings, *, campaign: Campaign, user: User
 ) -> CampaignRound:
@@ -260,6 +270,67 @@ async def start_in_background(
         )
     jobs.launch(app, JOB, record.id, run(maker, settings, round_id=record.id))
     return record
+
+
+async def continue_interrupted(app: FastAPI, settings: Settings) -> list[str]:
+    """Continue, in this process, every round that was interrupted (its server stopped or was
+    restarted) less than ROUND_GAP after it started; returns their ids.
+
+    A round that stopped on an error is left for an officer to look at and continue: doing it
+    again unattended would likely fail again. Nor after MAX_ATTEMPTS: a round whose every
+    attempt is interrupted points at a server that keeps stopping. Several processes may look
+    at once: each takes the campaign's lock and only a round still interrupted is taken."""
+    maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    now = utcnow()
+    interrupted = or_(
+        and_(CampaignRound.status == RUNNING, CampaignRound.heartbeat_at < now - STALE_AFTER),
+        and_(CampaignRound.status == FAILED, CampaignRound.failure == INTERRUPTED),
+    )
+    async with maker() as session:
+        found = (
+            await session.execute(
+                select(CampaignRound.id, CampaignRound.campaign_id).where(
+                    interrupted,
+                    CampaignRound.started_at > now - ROUND_GAP,
+                    CampaignRound.attempt < MAX_ATTEMPTS,
+                )
+            )
+        ).all()
+    continued: list[str] = []
+    for round_id, campaign_id in found:
+        async with maker() as session, session.begin():
+            await locking.hold(session, _lock_key(campaign_id))
+            last = await latest(session, campaign_id=campaign_id, now=now)
+            if last is None or last.id != round_id:
+                continue  # a later round exists: this one is history
+            if not (last.status == FAILED and last.failure == INTERRUPTED):
+                continue  # another process took it meanwhile
+            await _continue(session, last, now)
+            await chain.record(
+                session,
+                event=Event.ROUND_STARTED,
+                actor_role=SYSTEM,
+                subject_type="campaign",
+                subject_id=campaign_id,
+                detail={"round_id": round_id, "attempt": last.attempt, "via": "auto"},
+            )
+        jobs.launch(app, JOB, round_id, run(maker, settings, round_id=round_id))
+        continued.append(round_id)
+    return continued
+
+
+async def continue_interrupted_forever(
+    app: FastAPI, settings: Settings, *, interval_seconds: float = 60
+) -> None:
+    """`continue_interrupted` every `interval_seconds`, until cancelled."""
+    while True:
+        try:
+            continued = await continue_interrupted(app, settings)
+            if continued:
+                log.info("continued %d interrupted campaign round(s)", len(continued))
+        except Exception:
+            log.exception("looking for interrupted campaign rounds failed")
+        await asyncio.sleep(interval_seconds)
 
 
 async def run(

@@ -280,3 +280,51 @@ async def test_on_sqlite_a_round_leaves_the_lock_free_between_chunks(
     gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(spans)]
     assert len(gaps) == 3
     assert all(gap >= 0.05 * rounds.SQLITE_PAUSE_SHARE for gap in gaps), gaps
+
+
+async def test_rounds_a_restart_interrupted_are_continued_without_an_officer(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    campaign_id = await five_accounts(client, env, world)
+    stale = await started(env, campaign_id)
+    async with env.session() as s:
+        await s.execute(
+            update(CampaignRound)
+            .where(CampaignRound.id == stale)
+            .values(heartbeat_at=utcnow() - rounds.STALE_AFTER - timedelta(seconds=1))
+        )
+    # A round that is still being sent (its heartbeat is fresh) is nobody else's to take.
+    other_id = str((await create(client, world))["id"])
+    alive = await started(env, other_id)
+
+    assert await rounds.continue_interrupted(env.app, env.settings) == [stale]
+    await env.background_done()
+    record = await load(env, stale)
+    assert (record.status, record.attempt, record.accounts_done) == ("done", 2, 5)
+    assert (await load(env, alive)).status == "running"
+    (event,) = await audit_rows(env, "campaign.round_started")
+    assert (event.actor_id, event.actor_role, event.subject_id) == (None, "system", campaign_id)
+    assert json.loads(event.detail) == {"round_id": stale, "attempt": 2, "via": "auto"}
+    # Done now: nothing more to continue.
+    assert await rounds.continue_interrupted(env.app, env.settings) == []
+
+
+async def test_rounds_that_failed_on_an_error_old_or_tried_often_are_left_alone(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    ids = []
+    for failure, started_ago, attempt in (
+        ("error", timedelta(hours=1), 1),  # an officer looks at it first
+        ("interrupted", rounds.ROUND_GAP + timedelta(minutes=1), 1),  # too old: a new round
+        ("interrupted", timedelta(hours=1), rounds.MAX_ATTEMPTS),  # the server keeps stopping
+    ):
+        campaign_id = str((await create(client, world))["id"])
+        round_id = await started(env, campaign_id)
+        async with env.session() as s:
+            record = await s.get_one(CampaignRound, round_id)
+            record.status, record.failure, record.attempt = "failed", failure, attempt
+            record.started_at = utcnow() - started_ago
+        ids.append(round_id)
+    assert await rounds.continue_interrupted(env.app, env.settings) == []
+    for round_id in ids:
+        assert (await load(env, round_id)).status == "failed"
