@@ -28,9 +28,14 @@ def launch(
     return task
 
 
+def every(app: FastAPI) -> list["asyncio.Task[Any]"]:
+    """Every job running in this process, of every kind."""
+    return [t for kind in getattr(app.state, "jobs", {}).values() for t in list(kind.values())]
+
+
 async def stop_all(app: FastAPI) -> None:
     """Cancel every job and wait for each to record that it was interrupted."""
-    tasks = [t for kind in getattr(app.state, "jobs", {}).values() for t in list(kind.values())]
+    tasks = every(app)
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import security
+from app import jobs, security
 from app.config import Settings
 from app.main import create_app
 from app.orgs import service as orgs
@@ -61,8 +61,7 @@ class Backend:
 
     async def background_done(self) -> None:
         """Wait for the imports and rounds the app is running in the background."""
-        kinds = getattr(self.app.state, "jobs", {}).values()
-        await asyncio.gather(*(task for tasks in kinds for task in list(tasks.values())))
+        await asyncio.gather(*jobs.every(self.app))
 
     async def count(self, model: Any, *where: Any) -> int:
         async with self.session() as s:

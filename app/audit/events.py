@@ -72,3 +72,5 @@ class Outcome(StrEnum):
 
 # The actor of what an operator does with the `hejie` command (there is no signed-in user).
 OPERATOR = "operator"
+# The actor of what the application does on its own (a campaign round it continues).
+SYSTEM = "system"

@@ -139,11 +139,7 @@ async def to_read(session: AsyncSession, campaign: Campaign) -> CampaignRead:
         .select_from(Invitation)
         .where(Invitation.campaign_id == campaign.id, Invitation.sends > 0)
     )
-    # A round that stopped part-way can be continued at once.
-    sent = await rounds.last_that_sent(session, campaign_id=campaign.id)
-    next_at = None
-    if sent is not None and not (last is not None and last.status == rounds.FAILED):
-        next_at = sent.started_at + rounds.ROUND_GAP
+    next_at = rounds.next_start(last, await rounds.last_that_sent(session, campaign_id=campaign.id))
     return CampaignRead(
         id=campaign.id,
         name=campaign.name,
