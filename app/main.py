@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from app import jobs, logs, runtime
 from app.agreements.router import router as agreements_router
@@ -46,7 +47,8 @@ from app.review.router import router as review_router
 from app.rights.router import router as rights_router
 from app.scheduling.router import router as scheduling_router
 from app.sessions.hub import Hub
-from app.sessions.router import RoomFastPath
+from app.sessions.router import room as live_room
+from app.sessions.router import room_case_id
 from app.sessions.router import router as sessions_router
 from app.users.router import me_router
 from app.users.router import router as auth_router
@@ -58,6 +60,24 @@ UPLOAD_OVERHEAD_BYTES = 256 * 1024
 
 # These libraries log SQL statements with their parameters (phones, names) below WARNING.
 QUIET_LOGGERS = ("sqlalchemy.engine", "aiosqlite", "asyncpg")
+
+
+class HejieApp(FastAPI):
+    """The application, with the live room's websockets handed straight to the room.
+
+    A websocket keeps every layer it passes through suspended for its whole life: FastAPI's,
+    Starlette's error and telemetry layers, our middleware, the router. A room, which may hold
+    thousands of idle connections, skips them all; none does anything for a websocket that the
+    room does not do itself. The route stays registered (and documented) and behaves the same.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        case_id = room_case_id(scope)
+        if case_id is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await live_room(WebSocket(scope, receive, send), case_id)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.rate_limiter.close()
         await engine.dispose()
 
-    app = FastAPI(
+    app = HejieApp(
         title="Hejie 和解 API",
         version="1",
         lifespan=lifespan,
@@ -177,6 +197,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the size cap (which signals by exception), inside the headers.
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders, hsts=not settings.is_dev)
-    # Outermost: the live room's websockets skip everything an HTTP request needs.
-    app.add_middleware(RoomFastPath)
     return app

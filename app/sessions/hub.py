@@ -81,19 +81,19 @@ class Connection:
         # The highest seq this connection has been sent (or chose to skip); None until it resumes.
         self.sent_seq: int | None = None
         self.closed = False
-        self._pending: deque[str | tuple[int, str]] = deque()
+        # Made for a burst of frames and dropped after it: an idle connection holds no queue.
+        self._pending: deque[str | tuple[int, str]] | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     def push(self, frame: dict[str, Any] | str) -> None:
         if self.closed:
             return
-        if len(self._pending) >= MAX_QUEUED_FRAMES:
-            self._pending.clear()
+        pending = self._queue()
+        if len(pending) >= MAX_QUEUED_FRAMES:
+            pending.clear()
             self.close(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
             return
-        self._pending.append(
-            frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
-        )
+        pending.append(frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False))
         self._flush_soon()
 
     def close(self, code: int, reason: str) -> None:
@@ -101,8 +101,13 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self._pending.append((code, reason))
+        self._queue().append((code, reason))
         self._flush_soon()
+
+    def _queue(self) -> deque[str | tuple[int, str]]:
+        if self._pending is None:
+            self._pending = deque()
+        return self._pending
 
     def _flush_soon(self) -> None:
         # A running flusher sends what is queued before it ends; only a finished one needs a new
@@ -116,17 +121,18 @@ class Connection:
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, tuple):
-                    self._pending.clear()
+                    self._pending = None
                     with contextlib.suppress(Exception):
                         await self.websocket.close(*item)
                     return
                 await self.websocket.send_text(item)
+            self._pending = None
         except asyncio.CancelledError:
             raise
         except Exception:
             # The peer went away; the reading side notices and cleans up.
             self.closed = True
-            self._pending.clear()
+            self._pending = None
 
     async def stop(self) -> None:
         flusher = self._flusher
@@ -139,7 +145,7 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await flusher
         self.closed = True
-        self._pending.clear()
+        self._pending = None
 
 
 class Room:

@@ -13,7 +13,9 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, statu
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app import security
@@ -124,29 +126,38 @@ async def ticket(
 # The live room ---------------------------------------------------------------------------------
 
 
-def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
-    origin = websocket.headers.get("origin")
+# The handshake's headers are read through a `Headers` made for the admission and dropped after
+# it: `websocket.headers` and `websocket.cookies` would stay cached for the connection's life.
+
+
+def _origin_allowed(headers: Headers, settings: Settings) -> bool:
+    origin = headers.get("origin")
     if origin is None:
         # Browsers always send Origin; other clients cannot carry a victim's cookie.
-        return "cookie" not in websocket.headers or SESSION_COOKIE not in websocket.cookies
+        return SESSION_COOKIE not in cookie_parser(headers.get("cookie", ""))
     if origin in settings.allowed_origin_list:
         return True
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == websocket.headers.get("host")
+    return parts.scheme in ("http", "https") and parts.netloc == headers.get("host")
 
 
-def _offered_ticket(websocket: WebSocket) -> str | None:
-    offered = websocket.headers.get("sec-websocket-protocol", "")
+def _offered_ticket(headers: Headers) -> str | None:
+    offered = headers.get("sec-websocket-protocol", "")
     for item in (p.strip() for p in offered.split(",")):
         if item.startswith(TICKET_PROTOCOL):
             return item[len(TICKET_PROTOCOL) :]
     return None
 
 
+def _subprotocol(scope: Scope) -> str | None:
+    offered = Headers(scope=scope).get("sec-websocket-protocol", "")
+    return PROTOCOL if PROTOCOL in [p.strip() for p in offered.split(",")] else None
+
+
 async def _caller(
-    websocket: WebSocket, session: AsyncSession, settings: Settings, case_id: str
+    headers: Headers, session: AsyncSession, settings: Settings, case_id: str
 ) -> tuple[User, Credential] | None:
-    ticket = _offered_ticket(websocket)
+    ticket = _offered_ticket(headers)
     if ticket is not None:
         used = await session.execute(
             update(Ticket)
@@ -172,10 +183,13 @@ async def _caller(
         if row.session_jti is not None and await users.is_revoked(session, jti=row.session_jti):
             return None
         return user, Credential(row.session_jti, row.session_expires_at)
-    header = websocket.headers.get("authorization", "")
+    header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     via_cookie = not (scheme.lower() == "bearer" and token.strip())
-    token = websocket.cookies.get(SESSION_COOKIE, "") if via_cookie else token.strip()
+    if via_cookie:
+        token = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
+    else:
+        token = token.strip()
     if not token:
         return None
     auth = await resolve_token(session, settings, token, via_cookie=via_cookie)
@@ -188,8 +202,11 @@ async def _admit(
     websocket: WebSocket, maker: async_sessionmaker[AsyncSession], settings: Settings, case_id: str
 ) -> tuple[service.Member, Credential, AppError | None] | None:
     """The caller as a member of this room (with why it is not open now), or None: refused."""
+    headers = Headers(scope=websocket.scope)
+    if not _origin_allowed(headers, settings):
+        return None
     async with maker() as session:
-        caller = await _caller(websocket, session, settings, case_id)
+        caller = await _caller(headers, session, settings, case_id)
         if caller is None:
             return None
         user, credential = caller
@@ -218,17 +235,12 @@ async def room(websocket: WebSocket, case_id: str) -> None:
     settings: Settings = websocket.app.state.settings
     maker: async_sessionmaker[AsyncSession] = websocket.app.state.sessionmaker
     hub = _hub(websocket)
-    if not _origin_allowed(websocket, settings):
-        await websocket.close(code=1008)  # before accept: the handshake is answered 403
-        return
     admitted = await _admit(websocket, maker, settings, case_id)
     if admitted is None:
-        await websocket.close(code=1008)
+        await websocket.close(code=1008)  # before accept: the handshake is answered 403
         return
     who, credential, not_open = admitted
-    offered = websocket.headers.get("sec-websocket-protocol", "")
-    subprotocol = PROTOCOL if PROTOCOL in [p.strip() for p in offered.split(",")] else None
-    await websocket.accept(subprotocol=subprotocol)
+    await websocket.accept(subprotocol=_subprotocol(websocket.scope))
     if not_open is not None:
         extra = {}
         if isinstance(not_open, service.TooEarly):
@@ -314,24 +326,35 @@ async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connec
         hub.touch()
         if incoming["type"] == "websocket.disconnect":
             return
-        text = incoming.get("text")
-        if text is None:
-            conn.push(_error("malformed", "frames are JSON text, not binary"))
-            continue
-        if len(text) > MAX_FRAME_CHARS:
-            conn.push(_error("frame_too_large", f"a frame is at most {MAX_FRAME_CHARS} characters"))
-            continue
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            conn.push(_error("malformed", "a frame must be a JSON object"))
-            continue
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            conn.push(_error("malformed", "a frame must be a JSON object with a 'type'"))
+        frame = _parse(conn, incoming.get("text"))
+        # Nothing of a handled frame stays referenced while the connection waits for the next:
+        # a thousand idle connections would each keep their last one.
+        del incoming
+        if frame is None:
             continue
         await _handle(hub, maker, conn, frame)
+        del frame
         if conn.closed or websocket.application_state != WebSocketState.CONNECTED:
             return
+
+
+def _parse(conn: Connection, text: str | None) -> dict[str, Any] | None:
+    """The frame as a JSON object with a type, or None after telling the sender what was wrong."""
+    if text is None:
+        conn.push(_error("malformed", "frames are JSON text, not binary"))
+        return None
+    if len(text) > MAX_FRAME_CHARS:
+        conn.push(_error("frame_too_large", f"a frame is at most {MAX_FRAME_CHARS} characters"))
+        return None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        conn.push(_error("malformed", "a frame must be a JSON object"))
+        return None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        conn.push(_error("malformed", "a frame must be a JSON object with a 'type'"))
+        return None
+    return frame
 
 
 WRITES = frozenset({"send", "offer", "respond", "mute", "remove", "release"})
@@ -518,19 +541,9 @@ async def _apply(
 _ROOM_PATH = re.compile(r"^/api/v1/cases/([^/]+)/session$")
 
 
-class RoomFastPath:
-    """Hand room websockets straight to `room`, past routing and the dependency machinery.
-
-    A websocket keeps every layer it passes through suspended for its whole life; for the room,
-    which may hold thousands of idle connections, those frames were most of its memory. The route
-    above stays registered (and documented) and behaves the same.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and (match := _ROOM_PATH.match(scope["path"])):
-            await room(WebSocket(scope, receive, send), match.group(1))
-            return
-        await self.app(scope, receive, send)
+def room_case_id(scope: Scope) -> str | None:
+    """The case of a room websocket, None for anything else: such a connection goes to `room`
+    directly, past routing and the middleware (see `app.main.HejieApp`)."""
+    if scope["type"] == "websocket" and (match := _ROOM_PATH.match(scope["path"])):
+        return match.group(1)
+    return None
