@@ -50,7 +50,7 @@ from app.batch.rows import (
     beijing_today,
     count_rows,
     is_xlsx,
-    sealed_row,
+    seal,
 )
 from app.db import new_id, new_ids, utcnow
 from app.errors import NotFound
@@ -132,8 +132,11 @@ async def upsert_accounts(
         conn = await conn.connection()
     problems: list[Problem] = []
     unique: dict[str, SealedRow] = {}
-    for row in rows:
-        sealed = sealed_row(sealer, row) if isinstance(row, CleanRow) else row
+    if rows and isinstance(rows[0], CleanRow):
+        sealed_rows = seal(sealer, [row for row in rows if isinstance(row, CleanRow)])
+    else:
+        sealed_rows = [row for row in rows if not isinstance(row, CleanRow)]
+    for sealed in sealed_rows:
         if sealed[1] in unique:
             problems.append(Problem(sealed[0], *_DUPLICATE))
         else:

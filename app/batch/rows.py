@@ -287,6 +287,15 @@ def beijing_today() -> date:
 
 
 def _fen(raw: str) -> int:
+    whole, dot, cents = raw.partition(".")
+    # The usual plain "1234.56" without the pattern (three amounts a row, ~0.4 µs each).
+    if (
+        whole.isdigit()
+        and whole.isascii()
+        and len(whole) <= 13
+        and (not dot or (0 < len(cents) <= 2 and cents.isdigit() and cents.isascii()))
+    ):
+        return int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
     match = _AMOUNT.match(raw.replace(",", "") if "," in raw else raw)
     if not match:
         raise ValueError("amount_invalid")
@@ -392,31 +401,44 @@ def check_row(line: int, cells: list[str], columns: tuple[int, ...], *, today: d
 # --- sealing -------------------------------------------------------------------------------------
 
 
-def seal(sealer: security.FieldSealer, row: CleanRow) -> tuple[Any, ...]:
-    """What a row stores (STORED_COLUMNS): personal values encrypted and keyed-hashed, with the
-    tier, the band and the digest."""
-    return (
-        row.product,
-        row.borrower_name,
-        sealer.encrypt(row.id_number),
-        # The same purposes as applications and sign-ins use, so lookups by either match.
-        sealer.keyed_hash("id-number", row.id_number),
-        mask_id_number(row.id_number),
-        sealer.encrypt(row.phone),
-        sealer.keyed_hash("phone", row.phone),
-        row.principal_fen,
-        row.interest_fen,
-        row.fees_fen,
-        row.days_overdue,
-        row.last_payment_date,
-        overdue_tier(row.days_overdue),
-        amount_band(row.principal_fen + row.interest_fen + row.fees_fen),
-        row.digest(),
-    )
+def seal(sealer: security.FieldSealer, rows: list[CleanRow]) -> list[SealedRow]:
+    """What each row stores (STORED_COLUMNS), with its line and loan reference: personal values
+    encrypted and keyed-hashed, with the tier, the band and the digest.
 
-
-def sealed_row(sealer: security.FieldSealer, row: CleanRow) -> SealedRow:
-    return (row.line, row.account_ref, seal(sealer, row))
+    Rows are sealed together, one kind of work at a time over all of them: the cipher's and the
+    hashes' code and tables then stay in the CPU's caches. Interleaved with the checks, row by
+    row, sealing cost ~20 µs a row of the import; like this, ~10."""
+    encrypt, keyed_hash = sealer.encrypt, sealer.keyed_hash
+    id_sealed = [encrypt(row.id_number) for row in rows]
+    # The same purposes as applications and sign-ins use, so lookups by either match.
+    id_hashes = [keyed_hash("id-number", row.id_number) for row in rows]
+    phones_sealed = [encrypt(row.phone) for row in rows]
+    phone_hashes = [keyed_hash("phone", row.phone) for row in rows]
+    digests = [row.digest() for row in rows]
+    return [
+        (
+            row.line,
+            row.account_ref,
+            (
+                row.product,
+                row.borrower_name,
+                id_sealed[i],
+                id_hashes[i],
+                mask_id_number(row.id_number),
+                phones_sealed[i],
+                phone_hashes[i],
+                row.principal_fen,
+                row.interest_fen,
+                row.fees_fen,
+                row.days_overdue,
+                row.last_payment_date,
+                overdue_tier(row.days_overdue),
+                amount_band(row.principal_fen + row.interest_fen + row.fees_fen),
+                digests[i],
+            ),
+        )
+        for i, row in enumerate(rows)
+    ]
 
 
 def batches(
@@ -446,24 +468,28 @@ def batches(
     columns = layout(positions)
     index = 0
     batch = Batch(index)
+    clean: list[CleanRow] = []
     mine = parts == 1 or part == 0
     seen = 0
     for line, cells in rows:
-        if not any(cells) or not any(c.strip() for c in cells):
+        if not "".join(cells).strip():
             continue
         seen += 1
         if mine:
             checked = check_row(line, cells, columns, today=today)
             if type(checked) is CleanRow:
-                batch.rows.append(sealed_row(sealer, checked))
+                clean.append(checked)
             else:
                 batch.problems.append(checked)
         if seen == batch_rows:
             if mine:
+                batch.rows = seal(sealer, clean)
                 yield batch
+                clean = []
             index += 1
             batch = Batch(index)
             mine = index % parts == part
             seen = 0
     if seen and mine:
+        batch.rows = seal(sealer, clean)
         yield batch
