@@ -138,8 +138,9 @@ def migrate(url: str) -> None:
 
 def baseline_table() -> Any:
     """A copy of loan_accounts: its columns, unique key, indexes and foreign keys (to banks and
-    portfolio_imports), so the baseline pays the same constraint checks per row as Hejie."""
-    from sqlalchemy import Table, UniqueConstraint
+    portfolio_imports), so the baseline pays the same constraint checks per row as Hejie.
+    `tests/test_bench_import.py` holds the copy to the table's shape."""
+    from sqlalchemy import ForeignKeyConstraint, Index, Table, UniqueConstraint
 
     from app.loans.models import LoanAccount
 
@@ -148,12 +149,33 @@ def baseline_table() -> Any:
     if existing is not None:
         return existing
     # In the models' metadata, so the copied foreign keys resolve; the copied columns keep
-    # their index=True (bank_id, id_number_hash, phone_hash, tier).
+    # their index=True (bank_id, id_number_hash, phone_hash, tier). The table's own composite
+    # indexes are copied too (since 2026-11-24: the baseline lacked `(bank_id, id)`, which
+    # migration 0013 gave loan_accounts, and so paid one index fewer than Hejie).
+    composite = [
+        Index(
+            f"ix_{BASELINE_TABLE}_{'_'.join(c.name for c in index.columns)}", *index.columns.keys()
+        )
+        for index in source.indexes
+        if len(index.columns) > 1
+    ]
+    # And the foreign keys, which `Column._copy` does not carry: until 2026-11-24 the baseline
+    # had none, so it paid no constraint check per row where Hejie pays two.
+    foreign = [
+        ForeignKeyConstraint(
+            [c.name for c in fk.columns],
+            [e.target_fullname for e in fk.elements],
+            name=f"fk_{BASELINE_TABLE}_{'_'.join(c.name for c in fk.columns)}",
+        )
+        for fk in source.foreign_key_constraints
+    ]
     return Table(
         BASELINE_TABLE,
         source.metadata,
         *[c._copy() for c in source.columns],
         UniqueConstraint("bank_id", "account_ref", name=f"uq_{BASELINE_TABLE}_ref"),
+        *composite,
+        *foreign,
     )
 
 
