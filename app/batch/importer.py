@@ -152,7 +152,7 @@ async def upsert_accounts(
     now_bound = stamp(now) if stamp else now
     inserts: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
-    restamps: list[dict[str, Any]] = []
+    restamps: list[str] = []
     ids = iter(new_ids(len(unique) - len(existing)))
     for ref, (line, _ref, values) in unique.items():
         found = existing.get(ref)
@@ -165,7 +165,7 @@ async def upsert_accounts(
         elif found[1] == values[DIGEST]:
             counts.unchanged += 1
             if import_id is not None:
-                restamps.append({"row_id": found[0], "import_id": import_id})
+                restamps.append(found[0])
         else:
             updates.append(
                 {
@@ -182,19 +182,29 @@ async def upsert_accounts(
         await conn.execute(_UPDATE_ACCOUNT, updates)
         counts.updated += len(updates)
     if restamps:
-        await conn.execute(_UPDATE_ACCOUNT, restamps)
+        # Unchanged accounts all take the same stamp: one statement, not one per account.
+        await conn.execute(
+            update(_accounts)
+            .where(_among(conn, _accounts.c.id, restamps, "ids"))
+            .values(import_id=import_id)
+            .execution_options(synchronize_session=False)
+        )
     return problems
+
+
+def _among(conn: AsyncConnection, column: Any, values: list[str], name: str) -> Any:
+    """`column IN values`, for a batch's worth of values."""
+    if conn.dialect.name == "postgresql":
+        # One array parameter: planning an IN list of thousands of parameters costs more.
+        return column == any_(bindparam(name, values, type_=ARRAY(String)))
+    return column.in_(values)
 
 
 async def _existing(
     conn: AsyncConnection, bank_id: str, refs: list[str]
 ) -> dict[str, tuple[str, str | None, str | None]]:
     """The bank's accounts among these references: id, row digest and import, by reference."""
-    if conn.dialect.name == "postgresql":
-        # One array parameter: planning an IN list of thousands of parameters costs more.
-        matches = _accounts.c.account_ref == any_(bindparam("refs", refs, type_=ARRAY(String)))
-    else:
-        matches = _accounts.c.account_ref.in_(refs)
+    matches = _among(conn, _accounts.c.account_ref, refs, "refs")
     result = await conn.execute(
         select(
             _accounts.c.account_ref, _accounts.c.id, _accounts.c.row_digest, _accounts.c.import_id

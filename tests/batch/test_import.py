@@ -197,6 +197,8 @@ async def test_reimport_changes_nothing_and_a_changed_row_updates(
         ref: (a.id, a.id_number_encrypted, a.row_digest) for ref, a in (await accounts(env)).items()
     }
     assert after == before  # not even re-encrypted
+    # ...but stamped with the import that carried them last, in one statement for the batch.
+    assert {a.import_id for a in (await accounts(env)).values()} == {again.id}
 
     changed = [
         row("R-1", days_overdue="95", fees="100"),
@@ -211,6 +213,8 @@ async def test_reimport_changes_nothing_and_a_changed_row_updates(
         10_000,
     )
     assert stored["R-1"].import_id == third.id
+    assert stored["R-10"].import_id == third.id  # unchanged, in the file: restamped
+    assert stored["R-8"].import_id == again.id  # not in the file: left as it was
     assert stored["R-1"].id == before["R-1"][0]
     assert await env.count(LoanAccount) == 3
 
