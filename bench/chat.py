@@ -39,7 +39,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,11 @@ from websockets.typing import Subprotocol
 from websockets.version import version as websockets_version
 
 from app.config import Settings
-from bench import chat_world
+from bench import bench_io, chat_world
 from bench.chat_world import Participant
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-RESULTS = BENCH / "results"
 PROTOCOL = Subprotocol("hejie.v1")
 MEMORY_WARMUP = "memwarm"  # client_msg_id label of the memory phase's few messages
 # Neither the conduct list nor the text checks should ever trip on this.
@@ -817,12 +816,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     servers: list[Server] = []
     sinks = {"bare": Sink("bare"), "hejie": Sink("hejie")}
     peers: dict[str, list[Peer]] = {}
-    result: dict[str, Any] = {
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/chat.py", *sys.argv[1:]]),
-        "machine": _machine(),
-        "settings": {k: v for k, v in vars(args).items() if k != "func"},
-    }
+    result = bench_io.header(
+        "chat.py",
+        machine=_machine(),
+        settings={k: v for k, v in vars(args).items() if k != "func"},
+    )
     try:
         database_url = ""
         if args.db == "postgresql":
@@ -1116,10 +1114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(result)
     print()
     print(text)
-    out = Path(args.out) if args.out else RESULTS / f"chat-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (out.with_suffix(".txt")).write_text(text + "\n")
+    out = (
+        Path(args.out)
+        if args.out
+        else bench_io.RESULTS / f"chat-{datetime.now():%Y%m%d-%H%M%S}.json"
+    )
+    bench_io.save(out, result, text)
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     ok = all(a["ok"] for a in result["accounting"].values())
     return 0 if ok else 1

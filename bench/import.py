@@ -43,8 +43,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import bench_io
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 BASELINE_TABLE = "loan_accounts_baseline"
 # The portfolio import the baseline's rows name, as Hejie's name theirs (the same foreign key).
 BASELINE_IMPORT = "0" * 32
@@ -500,13 +501,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hejie-import-bench-"))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     secret = secrets.token_urlsafe(48)
-    result: dict[str, Any] = {
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/import.py", *sys.argv[1:]]),
-        "machine": _machine(),
-        "settings": vars(args),
-        "runs": [],
-    }
+    result = bench_io.header("import.py", machine=_machine(), settings=vars(args), runs=[])
     pg: Any = None
     try:
         path = tmp / "accounts.csv"
@@ -553,9 +548,7 @@ def main() -> None:
             pg.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"import-{stamp}"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    out = bench_io.RESULTS / f"import-{stamp}"
     lines = [result["command"], json.dumps(result["file"])]
     for run in result["runs"]:
         lines.append(
@@ -566,7 +559,7 @@ def main() -> None:
             f"{[b['rows_per_s'] for b in run['baseline']]} rows/s; each Hejie run "
             f"{[(r['rows_per_s'], r['ratio']) for r in run['hejie_runs']]}"
         )
-    out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+    bench_io.save(out, result, "\n".join(lines))
     print(f"written: {out}.json, .txt")
 
 

@@ -47,8 +47,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import bench_io
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 WRITER_TABLE = "bench_round_writes"
 WRITE_EVERY = 0.02
 
@@ -281,13 +282,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hejie-rounds-bench-"))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     secret = secrets.token_urlsafe(48)
-    result: dict[str, Any] = {
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/rounds.py", *sys.argv[1:]]),
-        "settings": vars(args),
-        "cpus": os.cpu_count(),
-        "runs": [],
-    }
+    result = bench_io.header("rounds.py", settings=vars(args), cpus=os.cpu_count(), runs=[])
     pg: Any = None
     try:
         if args.db == "sqlite":
@@ -332,12 +327,10 @@ def main() -> None:
             pg.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"rounds-{stamp}"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    out = bench_io.RESULTS / f"rounds-{stamp}"
     lines = [result["command"], json.dumps(result["world"]), json.dumps(result["ratios"])]
     lines += [json.dumps(run) for run in result["runs"]]
-    out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+    bench_io.save(out, result, "\n".join(lines))
     print(f"written: {out}.json, .txt")
 
 
