@@ -141,17 +141,19 @@ def _origin_allowed(headers: Headers, settings: Settings) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == headers.get("host")
 
 
+def _offered_protocols(headers: Headers) -> list[str]:
+    return [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
+
+
 def _offered_ticket(headers: Headers) -> str | None:
-    offered = headers.get("sec-websocket-protocol", "")
-    for item in (p.strip() for p in offered.split(",")):
+    for item in _offered_protocols(headers):
         if item.startswith(TICKET_PROTOCOL):
             return item[len(TICKET_PROTOCOL) :]
     return None
 
 
 def _subprotocol(scope: Scope) -> str | None:
-    offered = Headers(scope=scope).get("sec-websocket-protocol", "")
-    return PROTOCOL if PROTOCOL in [p.strip() for p in offered.split(",")] else None
+    return PROTOCOL if PROTOCOL in _offered_protocols(Headers(scope=scope)) else None
 
 
 async def _caller(
