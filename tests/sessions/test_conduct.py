@@ -2,11 +2,19 @@
 
 import random
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
 
-from app.sessions.conduct import TERMS_FILE, flagged_terms, load_terms, matching_terms
+from app.sessions.conduct import (
+    TERMS_FILE,
+    Screen,
+    flagged_terms,
+    load_terms,
+    matching_terms,
+    squeeze,
+)
 
 REQUIRED = ["威胁", "起诉你家人", "曝光", "黑名单", "坐牢"]
 
@@ -197,3 +205,45 @@ def test_latin_words_are_sought_whole_with_any_gaps_between_letters() -> None:
             text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
             got = term.entry in matching_terms(text, [term])
             assert got == bool(reference.search(text.lower())), (term.entry, text)
+
+
+def _squeeze_by_category(text: str) -> str:
+    """The definition `squeeze` must keep: every character whose category is a gap, dropped."""
+    gaps = ("Z", "P", "S", "C", "Mn", "Me")
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith(gaps))
+
+
+def test_squeeze_drops_exactly_the_gap_characters() -> None:
+    rng = random.Random(7)
+    samples = ["坐 牢！", "J\u200bA\u0336IL", "ｊａｉｌ。", "\x00\t\n 曝-光 ", ""]
+    for _ in range(300):
+        samples.append("".join(chr(rng.randrange(0x20, 0x3000)) for _ in range(rng.randrange(40))))
+    for text in samples:
+        assert squeeze(text) == _squeeze_by_category(text), repr(text)
+
+
+def test_the_screen_never_clears_a_text_an_entry_matches() -> None:
+    """`flagged_terms` clears most texts with the screen; it must find what the list finds."""
+    terms = load_terms(TERMS_FILE)
+    screen = Screen.of(terms)
+    rng = random.Random(11)
+    pieces = [t.entry.removeprefix("re:") for t in terms] + [
+        "我们可以讨论分期还款的方案",
+        "we will tell your parents",
+        "起诉你的家人",
+        "J A I L",
+        "please confirm the amount",
+        "，",
+        " ",
+    ]
+    texts = [t.entry for t in terms]
+    for _ in range(2000):
+        texts.append("".join(rng.choice(pieces) for _ in range(rng.randrange(1, 4))))
+    flagged = 0
+    for text in texts:
+        found = matching_terms(text, terms)
+        assert matching_terms(text, terms, screen) == found, text
+        assert flagged_terms(text) == found, text
+        flagged += bool(found)
+    assert flagged > len(texts) // 3  # the corpus does exercise both outcomes
+    assert matching_terms("我们可以讨论分期还款的方案", terms, screen) == []
