@@ -10,12 +10,14 @@ import contextlib
 import json
 import logging
 import time
+import types
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Coroutine, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import WebSocket
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,9 +65,38 @@ class Credential:
     revoked: bool = False
 
 
+def frame_text(frame: dict[str, Any]) -> str:
+    """A frame as the JSON text a client receives."""
+    return orjson.dumps(frame).decode()
+
+
+@types.coroutine
+def _finish(coro: Coroutine[Any, Any, None], awaiting: Any) -> Generator[Any, Any, None]:
+    """Go on with a coroutine that was started outside a task and had to wait (`awaiting` is what
+    it waits for), as if it had been awaited in this task from the start."""
+    while True:
+        try:
+            sent = yield awaiting
+        except BaseException as exc:  # cancelled while waiting: the coroutine gets the error
+            try:
+                awaiting = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                awaiting = coro.send(sent)
+            except StopIteration:
+                return
+
+
 class Connection:
-    """One websocket of one member. Frames wait in a queue drained by a short-lived task, so a
-    slow reader stalls no one, and an idle connection holds no task at all."""
+    """One websocket of one member.
+
+    A frame goes out at once when nothing is queued ahead of it: a websocket send completes
+    without waiting unless the peer's buffer is full, so it needs no task. A send that has to
+    wait becomes a short-lived task, and the frames after it queue behind it: a slow reader stalls
+    no one, and an idle connection holds no task at all.
+    """
 
     def __init__(
         self,
@@ -81,19 +112,23 @@ class Connection:
         # The highest seq this connection has been sent (or chose to skip); None until it resumes.
         self.sent_seq: int | None = None
         self.closed = False
-        # Made for a burst of frames and dropped after it: an idle connection holds no queue.
+        # Made for frames that must wait and dropped after them: an idle connection holds none.
         self._pending: deque[str | tuple[int, str]] | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     def push(self, frame: dict[str, Any] | str) -> None:
         if self.closed:
             return
+        text = frame if isinstance(frame, str) else frame_text(frame)
+        if self._pending is None and (self._flusher is None or self._flusher.done()):
+            self._send_now(text)
+            return
         pending = self._queue()
         if len(pending) >= MAX_QUEUED_FRAMES:
             pending.clear()
             self.close(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
             return
-        pending.append(frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False))
+        pending.append(text)
         self._flush_soon()
 
     def close(self, code: int, reason: str) -> None:
@@ -104,6 +139,20 @@ class Connection:
         self._queue().append((code, reason))
         self._flush_soon()
 
+    def _send_now(self, text: str) -> None:
+        send = self.websocket.send({"type": "websocket.send", "text": text})
+        try:
+            awaiting = send.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            # The peer went away; the reading side notices and cleans up.
+            self.closed = True
+            return
+        # The peer's buffer is full: the send finishes in a task, and what follows queues.
+        self._queue()
+        self._flusher = asyncio.get_running_loop().create_task(self._flush(_finish(send, awaiting)))
+
     def _queue(self) -> deque[str | tuple[int, str]]:
         if self._pending is None:
             self._pending = deque()
@@ -111,13 +160,14 @@ class Connection:
 
     def _flush_soon(self) -> None:
         # A running flusher sends what is queued before it ends; only a finished one needs a new
-        # task. (No task lingers for the next frame: an idle connection holds none, which halved
-        # what 1,000 idle connections cost; a task per burst costs about what waking one does.)
+        # task.
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
-    async def _flush(self) -> None:
+    async def _flush(self, started: Awaitable[None] | None = None) -> None:
         try:
+            if started is not None:
+                await started
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, tuple):
@@ -125,7 +175,7 @@ class Connection:
                     with contextlib.suppress(Exception):
                         await self.websocket.close(*item)
                     return
-                await self.websocket.send_text(item)
+                await self.websocket.send({"type": "websocket.send", "text": item})
             self._pending = None
         except asyncio.CancelledError:
             raise
@@ -420,7 +470,7 @@ class Hub:
                 key = view_key(record, conn.member.side, conn.member.user_id)
                 if key not in rendered:
                     shown = view(record, conn.member.side, conn.member.user_id)
-                    rendered[key] = None if shown is None else json.dumps(shown, ensure_ascii=False)
+                    rendered[key] = None if shown is None else frame_text(shown)
                 text = rendered[key]
                 if text is not None:
                     conn.push(text)

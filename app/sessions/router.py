@@ -1,6 +1,5 @@
 """Step 4 routes: start and end the session, read the transcript, and the live room itself."""
 
-import json
 import logging
 import re
 import secrets
@@ -9,6 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, status
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +29,7 @@ from app.config import Settings
 from app.db import SessionDep, utcnow
 from app.errors import CASE_ERRORS, AppError, Forbidden
 from app.sessions import service
-from app.sessions.hub import CLOSE_SIGNED_OUT, Connection, Credential, Hub
+from app.sessions.hub import CLOSE_SIGNED_OUT, Connection, Credential, Hub, frame_text
 from app.sessions.models import Room, Ticket
 from app.sessions.rules import JOINT, readable_channels
 from app.sessions.schemas import SessionEnd, TicketRead
@@ -313,9 +313,7 @@ async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) ->
 
 
 def _error(code: str, detail: str, **extra: Any) -> str:
-    return json.dumps(
-        {"type": "error", "code": code, "detail": detail, **extra}, ensure_ascii=False
-    )
+    return frame_text({"type": "error", "code": code, "detail": detail, **extra})
 
 
 async def _serve(hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection) -> None:
@@ -349,7 +347,7 @@ def _parse(conn: Connection, text: str | None) -> dict[str, Any] | None:
         conn.push(_error("frame_too_large", f"a frame is at most {MAX_FRAME_CHARS} characters"))
         return None
     try:
-        frame = json.loads(text)
+        frame = orjson.loads(text)
     except ValueError:
         conn.push(_error("malformed", "a frame must be a JSON object"))
         return None
