@@ -337,6 +337,79 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         )
 
 
+async def test_the_writer_thread_hands_the_room_back_between_turns(
+    client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread stores group after group while messages keep coming, but gives the room's
+    other writes a turn after `DRAIN_SECONDS`; each turn takes up what is still waiting."""
+    hub = env.app.state.hub
+    if hub.writer is None:
+        pytest.skip("PostgreSQL rooms have no writer thread")
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    monkeypatch.setattr(writer, "DRAIN_SECONDS", 0.0)  # one group a turn
+    monkeypatch.setattr(writer, "MAX_GROUP", 2)
+    groups_before = hub.writer.groups
+    records = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                hub.store_text(
+                    service.draft_text(
+                        case_id=live,
+                        who=borrower,
+                        channel="joint",
+                        text=f"第{n}句",
+                        client_msg_id=f"t-{n}",
+                    )
+                )
+                for n in range(5)
+            )
+        ),
+        timeout=10,
+    )
+    assert [r["client_msg_id"] for r in records] == [f"t-{n}" for n in range(5)]
+    assert [r["seq"] for r in records] == [2, 3, 4, 5, 6]  # 1 is 'started'
+    assert hub.writer.groups == groups_before + 3  # 2 + 2 + 1, a turn each
+
+
+async def test_stopping_the_writer_refuses_what_it_has_not_taken(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """A restart refuses the messages still waiting (the sender is told to retry); none is half
+    stored."""
+    hub = env.app.state.hub
+    if hub.writer is None:
+        pytest.skip("PostgreSQL rooms have no writer thread")
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    async with hub.write_gate:  # an offer being stored: the writer waits its turn
+        waiting = [
+            asyncio.create_task(
+                hub.store_text(
+                    service.draft_text(
+                        case_id=live,
+                        who=borrower,
+                        channel="joint",
+                        text="稍等",
+                        client_msg_id=f"w-{n}",
+                    )
+                )
+            )
+            for n in range(3)
+        ]
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(hub.writer.stop())
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(stopping, timeout=10)
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(getattr(o, "code", None) == "retry" for o in outcomes), outcomes
+    async with env.session() as s:
+        stored = await s.scalar(
+            select(func.count()).select_from(Message).where(Message.kind == "text")
+        )
+    assert stored == 0
+
+
 async def test_sqlite_checkpoints_run_beside_the_writer(
     client: httpx.AsyncClient,
     env: Backend,
