@@ -104,29 +104,83 @@ def load_terms(path: Path) -> tuple[Term, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Screen:
-    """A list's squeezed entries (the Chinese literals, most of a list) joined into one pattern:
-    a clean message, nearly every message, is cleared by one search for them instead of one per
-    entry. It only clears; a text it does not clear is sought entry by entry.
+    """A list's entries joined into few patterns, so that a clean message, nearly every message,
+    is cleared by few searches instead of one per entry. It only clears; a text it does not clear
+    is sought entry by entry.
 
-    The spaced entries (Latin words and regular expressions) are still sought one by one: joined,
-    they are tried at every position of the text without a literal to skip to, which is slower
-    than searching for each on its own."""
+    - The squeezed entries (the Chinese literals, most of a list) are escaped literals: one
+      pattern of them all finds what each would.
+    - The regular expressions that start at a word boundary (`\\b`) are joined behind a single
+      `\\b`: the search stops at once at every position that is not a boundary, instead of each
+      expression being tried there. (Joined without that, expressions are tried at every
+      position with no literal to skip to, which is slower than searching for each alone.)
+    - The rest (Latin words, which start with a literal, and other expressions) are sought one by
+      one."""
 
     squeezed: re.Pattern[str] | None
+    bounded: re.Pattern[str] | None
     spaced: tuple[Term, ...]
 
     @classmethod
     def of(cls, terms: Sequence[Term]) -> "Screen":
-        # Squeezed entries are escaped literals: joining them changes nothing of what each finds.
         literals = [t.pattern.pattern for t in terms if t.in_squeezed]
-        joined = re.compile("|".join(literals)) if literals else None
-        return cls(joined, tuple(t for t in terms if not t.in_squeezed))
+        bounded = [t for t in terms if not t.in_squeezed and _joinable_at_boundary(t)]
+        rests = "|".join(f"(?:{t.pattern.pattern.removeprefix(_BOUNDARY)})" for t in bounded)
+        return cls(
+            re.compile("|".join(literals)) if literals else None,
+            re.compile(f"{_BOUNDARY}(?:{rests})", re.IGNORECASE) if bounded else None,
+            tuple(t for t in terms if not t.in_squeezed and t not in bounded),
+        )
 
     def clears(self, spaced: str, squeezed: str) -> bool:
         """True when no entry of the list can match this text."""
         if self.squeezed is not None and self.squeezed.search(squeezed):
             return False
+        if self.bounded is not None and self.bounded.search(spaced):
+            return False
         return not any(t.pattern.search(spaced) for t in self.spaced)
+
+
+_BOUNDARY = r"\b"
+# An expression that refers to its own groups (by number, by name, or in a condition) would refer
+# to other groups once joined; such an entry is sought on its own.
+_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+
+
+def _joinable_at_boundary(term: Term) -> bool:
+    source = term.pattern.pattern
+    return (
+        source.startswith(_BOUNDARY)
+        and term.pattern.flags & re.IGNORECASE != 0
+        and not _GROUP_REFERENCE.search(source)
+        and not _alternates_at_top(source)
+    )
+
+
+def _alternates_at_top(source: str) -> bool:
+    """Whether the expression has a `|` outside every group (`\\ba|b` is not `\\b(?:a|b)`)."""
+    depth, in_class, at = 0, False, 0
+    while at < len(source):
+        ch = source[at]
+        if ch == "\\":
+            at += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            # A "]" first in a class (after any "^") is a literal, not its end.
+            at += 1 + (source[at + 1 : at + 2] == "^")
+            at += source[at : at + 1] == "]"
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+        at += 1
+    return False
 
 
 @cache

@@ -247,3 +247,24 @@ def test_the_screen_never_clears_a_text_an_entry_matches() -> None:
         flagged += bool(found)
     assert flagged > len(texts) // 3  # the corpus does exercise both outcomes
     assert matching_terms("我们可以讨论分期还款的方案", terms, screen) == []
+
+
+def test_expressions_the_screen_cannot_join_are_still_found(tmp_path: Path) -> None:
+    """An expression with a top-level `|` or a group reference is sought on its own: joined
+    behind one word boundary it would miss what it matches."""
+    terms = load_terms(
+        write(
+            tmp_path,
+            "re:\\bthreat|menace\nre:\\b(ha)\\1\nre:\\b(?P<w>no)(?P=w)\nre:\\bexpos(e|ing)\\s+you\n",
+        )
+    )
+    screen = Screen.of(terms)
+    assert screen.bounded is not None and len(screen.spaced) == 3
+    for text, entry in [
+        ("xmenace", "re:\\bthreat|menace"),  # "menace" needs no boundary
+        ("haha", "re:\\b(ha)\\1"),
+        ("nono", "re:\\b(?P<w>no)(?P=w)"),
+        ("EXPOSING YOU", "re:\\bexpos(e|ing)\\s+you"),
+    ]:
+        assert matching_terms(text, terms, screen) == [entry], text
+    assert matching_terms("xexposing you", terms, screen) == []
