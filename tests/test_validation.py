@@ -1,4 +1,5 @@
 import random
+import unicodedata
 from datetime import date
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from app.validation import (
     ID_CHECK_CHARS,
     ID_WEIGHTS,
+    free_text,
     id_check_char,
     mask_id_number,
     mask_phone,
@@ -90,3 +92,17 @@ def test_check_digit_refuses_what_is_not_17_ascii_digits(first17: str) -> None:
 )
 def test_phone_separators_and_full_width_digits_are_cleaned(raw: str) -> None:
     assert normalise_phone(raw) == "13800138000"
+
+
+def test_free_text_refuses_exactly_the_control_characters_but_tab_and_line_breaks() -> None:
+    for code in range(0x110000):
+        ch = chr(code)
+        if 0xD800 <= code <= 0xDFFF:  # surrogates are no text
+            continue
+        refused = unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"
+        try:
+            free_text(f"还款{ch}计划")
+        except ValueError:
+            assert refused, hex(code)
+        else:
+            assert not refused, hex(code)
