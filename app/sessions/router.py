@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, status
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
@@ -270,8 +270,9 @@ async def _presence(
     hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection, event: str
 ) -> None:
     async with maker() as session, session.begin():
-        status_now = await session.get(Case, conn.case_id)
-        if status_now is None or status_now.status not in service.OPEN_STATUSES:
+        # The status alone: a Case loads its bank, institution and account with it.
+        status_now = await session.scalar(select(Case.status).where(Case.id == conn.case_id))
+        if status_now not in service.OPEN_STATUSES:
             return
         record = await service.presence(
             session,
@@ -284,8 +285,11 @@ async def _presence(
 
 async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) -> dict[str, Any]:
     async with maker() as session:
-        case = await session.get(Case, conn.case_id)
-        assert case is not None
+        case = (
+            await session.execute(
+                select(Case.id, Case.case_no, Case.status).where(Case.id == conn.case_id)
+            )
+        ).one()
         online = await service.presence_now(session, case_id=conn.case_id)
         room_row = await session.get(Room, conn.case_id)
         offer = await service.accepted_offer(session, case_id=conn.case_id)
