@@ -337,6 +337,14 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         )
 
 
+def joint_text(
+    case_id: str, who: service.Member, client_msg_id: str, text: str
+) -> service.TextDraft:
+    return service.draft_text(
+        case_id=case_id, who=who, channel="joint", text=text, client_msg_id=client_msg_id
+    )
+
+
 async def test_the_writer_thread_hands_the_room_back_between_turns(
     client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,18 +360,7 @@ async def test_the_writer_thread_hands_the_room_back_between_turns(
     groups_before = hub.writer.groups
     records = await asyncio.wait_for(
         asyncio.gather(
-            *(
-                hub.store_text(
-                    service.draft_text(
-                        case_id=live,
-                        who=borrower,
-                        channel="joint",
-                        text=f"第{n}句",
-                        client_msg_id=f"t-{n}",
-                    )
-                )
-                for n in range(5)
-            )
+            *(hub.store_text(joint_text(live, borrower, f"t-{n}", f"第{n}句")) for n in range(5))
         ),
         timeout=10,
     )
@@ -384,17 +381,7 @@ async def test_stopping_the_writer_refuses_what_it_has_not_taken(
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     async with hub.write_gate:  # an offer being stored: the writer waits its turn
         waiting = [
-            asyncio.create_task(
-                hub.store_text(
-                    service.draft_text(
-                        case_id=live,
-                        who=borrower,
-                        channel="joint",
-                        text="稍等",
-                        client_msg_id=f"w-{n}",
-                    )
-                )
-            )
+            asyncio.create_task(hub.store_text(joint_text(live, borrower, f"w-{n}", "稍等")))
             for n in range(3)
         ]
         await asyncio.sleep(0.05)
