@@ -7,7 +7,6 @@ the database, so messages from other instances arrive complete and in order.
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import types
@@ -32,6 +31,12 @@ from app.users.models import RevokedToken
 
 log = logging.getLogger("hejie.sessions")
 
+
+def frame_text(frame: dict[str, Any]) -> str:
+    """A frame as the JSON text a client receives."""
+    return orjson.dumps(frame).decode()
+
+
 # Frames waiting for a slow reader; past this the connection is closed and must resume.
 MAX_QUEUED_FRAMES = 2000
 RATE_LIMIT = 5  # messages
@@ -42,7 +47,7 @@ SWEEP_SECONDS = 2.0
 # ended; it keeps each connection's knowledge fresh, so no message waits on that read.
 SIGN_IN_CHECK_SECONDS = 10.0
 CLOSE_SIGNED_OUT = 4401
-SIGNED_OUT_FRAME = json.dumps(
+SIGNED_OUT_FRAME = frame_text(
     {
         "type": "error",
         "code": "signed_out",
@@ -63,11 +68,6 @@ class Credential:
     checked_at: float = field(default_factory=time.monotonic)
     # Found revoked (logged out) by the hub's periodic check.
     revoked: bool = False
-
-
-def frame_text(frame: dict[str, Any]) -> str:
-    """A frame as the JSON text a client receives."""
-    return orjson.dumps(frame).decode()
 
 
 @types.coroutine
