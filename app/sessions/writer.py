@@ -14,10 +14,19 @@ the driver's own cursor. Through a SQLAlchemy connection each message cost about
 loop waits for; straight on the cursor the transaction is ~0.9 ms, most of it the commit's fsync,
 during which the GIL is free.
 
-The thread stays on while messages keep coming: it takes the next group as soon as a commit ends,
-and hands each group's outcomes back to the loop without waiting for it. Going back to the loop for
-every group (the thread woken again, the GIL won back from a busy loop) took longer than storing
-the group, and at 1,200 messages a second kept the writer ~80% busy with groups of ~1.3.
+The thread stays on while messages keep coming: it takes the next group as soon as a commit ends.
+Going back to the loop for every group (the thread woken again, the GIL won back from a busy loop)
+took longer than storing the group, and at 1,200 messages a second kept the writer ~80% busy with
+groups of ~1.3.
+
+A commit is made durable apart from the commit itself. SQLite's own `synchronous=FULL` syncs the
+WAL inside COMMIT, while it holds the write lock; on the benchmark machine that sync now and then
+took 40-320 ms, and every room's messages queued behind it. The writer's connection therefore
+commits with `synchronous=NORMAL` (written to the WAL, not yet synced) and a second thread syncs
+the WAL file itself (`fdatasync`), then hands the outcomes of every group committed before that sync
+began back to the loop, in commit order. Nobody is told of a message before its sync: the
+durability is FULL's, but the writer goes on committing while the disk is slow, and one sync covers
+everything committed meanwhile.
 
 PostgreSQL needs none of this: its rooms write concurrently, each serialised by its row lock.
 """
@@ -25,7 +34,9 @@ PostgreSQL needs none of this: its rooms write concurrently, each serialised by 
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +68,11 @@ WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 # The thread stores for at most this long before letting the room's other writes have a turn.
 DRAIN_SECONDS = 0.02
+# Before the next group the writer waits this long at most for the last one's sync: a sync takes
+# about as long as storing a group, and messages gather meanwhile into one group (one commit
+# writing the room's pages once, not once a message). Only a sync slower than this is overlapped
+# with further commits.
+SYNC_PATIENCE_SECONDS = 0.003
 
 Outcome = dict[str, Any] | BaseException
 Pending = tuple[service.TextDraft, "asyncio.Future[dict[str, Any]]"]
@@ -114,14 +130,112 @@ class _Prepared:
         ]
 
 
-def _settle(group: list[Pending], outcomes: list[Outcome]) -> None:
-    for (_, future), outcome in zip(group, outcomes, strict=True):
-        if future.done():  # the sender went away meanwhile
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+Settled = tuple[list[Pending], list[Outcome]]
+
+
+def _settle(groups: list[Settled]) -> None:
+    for group, outcomes in groups:
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():  # the sender went away meanwhile
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop, groups: list[Settled]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, groups)
+
+
+def _unsynced(outcome: Outcome) -> Outcome:
+    if isinstance(outcome, BaseException):  # refused anyway (a mute, a retry, an ended session)
+        return outcome
+    return AppError("Could not store the message; send it again", code="retry")
+
+
+class WalSync:
+    """A thread that makes committed groups durable: it syncs the WAL file, then hands the loop
+    the outcomes of every group committed before the sync began, in the order they committed.
+
+    A sync covers every frame written to the file before it starts, so groups committed while a
+    slow sync is under way all wait for the next one, which then covers them together.
+    """
+
+    def __init__(self, wal: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._wal = wal
+        self._loop = loop
+        self._fd: int | None = None
+        self._inode = 0
+        self._committed: list[Settled] = []
+        self._closing = False
+        self._ready = threading.Condition()
+        self._idle = threading.Event()  # every group put has been synced and handed back
+        self._idle.set()
+        self.syncs = 0
+        self._thread = threading.Thread(target=self._run, name="hejie-room-sync", daemon=True)
+        self._thread.start()
+
+    def put(self, group: list[Pending], outcomes: list[Outcome]) -> None:
+        """(In the writer thread, after the group's COMMIT.)"""
+        with self._ready:
+            self._committed.append((group, outcomes))
+            self._idle.clear()
+            self._ready.notify()
+
+    def wait(self, timeout: float) -> None:
+        """Until everything put has been synced, or for `timeout` seconds at most."""
+        self._idle.wait(timeout)
+
+    def close(self) -> None:
+        """Sync and hand back what has been committed, then stop. (Blocks: call it in a thread.)"""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._committed and not self._closing:
+                    self._ready.wait()
+                groups, self._committed = self._committed, []
+            if not groups:  # closing, and everything handed back
+                return
+            try:
+                self._sync()
+            except OSError:
+                # Whether the WAL reached the disk is unknown (and a second fsync would not say):
+                # the senders are told to send again, and a message that is in the database comes
+                # back to its sender as a duplicate.
+                log.exception("syncing the room's WAL failed")
+                groups = [(group, [_unsynced(o) for o in outcomes]) for group, outcomes in groups]
+            _hand_back(self._loop, groups)
+            with self._ready:
+                if not self._committed:
+                    self._idle.set()
+
+    def _sync(self) -> None:
+        # The WAL file lasts as long as a connection to the database is open (the writer's is);
+        # should it have been made anew meanwhile, the new one is the one to sync.
+        inode = os.stat(self._wal).st_ino
+        if self._fd is None or inode != self._inode:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = os.open(self._wal, os.O_RDONLY)
+            self._inode = inode
+            # A new file is only found after a crash if its directory entry was synced too.
+            directory = os.open(os.path.dirname(self._wal) or ".", os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        os.fdatasync(self._fd)
+        self.syncs += 1
 
 
 class TextWriter:
@@ -144,6 +258,8 @@ class TextWriter:
         self._checkpoint_conn: PoolProxiedConnection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = 0.0
+        # Syncs the WAL apart from the commits (None: each COMMIT syncs, as SQLite does itself).
+        self.wal_sync: WalSync | None = None
         self.groups = 0  # transactions committed (or tried): messages / groups is the batching
 
     async def store(self, draft: service.TextDraft) -> dict[str, Any]:
@@ -175,6 +291,9 @@ class TextWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
+        if self.wal_sync is not None:  # what has been committed is synced and handed back
+            await loop.run_in_executor(None, self.wal_sync.close)
+            self.wal_sync = None
         # Each connection belongs to its thread, and is closed there.
         await loop.run_in_executor(self._checkpointer, self._close_checkpointer)
         await loop.run_in_executor(self._executor, self._dispose)
@@ -196,7 +315,7 @@ class TextWriter:
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: store group after group while messages keep arriving, each
-        group's outcomes handed back to the loop as soon as it is committed.
+        group's outcomes handed back to the loop as soon as it is committed and synced.
 
         The thread does not go back to the loop between groups: under load the next group is
         already waiting when a commit ends, and a round trip through the loop for each (the
@@ -205,6 +324,8 @@ class TextWriter:
         """
         until = time.monotonic() + DRAIN_SECONDS
         while True:
+            if self.wal_sync is not None:
+                self.wal_sync.wait(SYNC_PATIENCE_SECONDS)
             group: list[Pending] = []
             with contextlib.suppress(IndexError):
                 while len(group) < MAX_GROUP:
@@ -217,10 +338,10 @@ class TextWriter:
                 outcomes = self._store([draft for draft, _ in group])
             except Exception as exc:  # the transaction itself failed: nothing in it was stored
                 outcomes = [exc] * len(group)
-            try:
-                loop.call_soon_threadsafe(_settle, group, outcomes)
-            except RuntimeError:  # the loop has closed: nobody waits any more
-                return
+            if self.wal_sync is not None:
+                self.wal_sync.put(group, outcomes)
+            else:
+                _hand_back(loop, [(group, outcomes)])
             if time.monotonic() >= until:
                 return
 
@@ -297,8 +418,15 @@ class TextWriter:
         connection = self._pooled.driver_connection
         assert isinstance(connection, sqlite3.Connection)
         self._claim = _Prepared(service.CLAIM_LIVE, self._engine.dialect)
-        self._cursor = connection.cursor()
-        return self._cursor
+        cursor = connection.cursor()
+        journal = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        path = next(row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main")
+        if journal == "wal" and path and self._loop is not None:
+            # This connection's commits are synced by the WalSync thread (see the module's doc).
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            self.wal_sync = WalSync(f"{path}-wal", self._loop)
+        self._cursor = cursor
+        return cursor
 
     def _dispose(self) -> None:
         if self._pooled is not None:

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.db import utcnow
 from app.scheduling.models import Appointment
+from app.sessions import service
 from tests.helpers import ALICE_ID, BOB_ID, Actor, Backend, World
 from tests.scheduling.helpers import accepted_case, book, local, offer, span
 
@@ -173,3 +174,11 @@ async def in_room(host: str, case_id: str, world: World) -> AsyncIterator[tuple[
         joined(host, case_id, world.mediator) as mediator,
     ):
         yield borrower, bank, mediator
+
+
+def joint_text(
+    case_id: str, who: service.Member, client_msg_id: str, text: str
+) -> service.TextDraft:
+    return service.draft_text(
+        case_id=case_id, who=who, channel="joint", text=text, client_msg_id=client_msg_id
+    )

@@ -19,7 +19,15 @@ from app.sessions import service, writer
 from app.sessions.models import Message
 from app.sessions.rules import Side
 from tests.helpers import Actor, Backend, World
-from tests.sessions.helpers import Peer, in_room, joined, live_case, scheduled_case, serving
+from tests.sessions.helpers import (
+    Peer,
+    in_room,
+    joined,
+    joint_text,
+    live_case,
+    scheduled_case,
+    serving,
+)
 
 
 async def _history(client: httpx.AsyncClient, case_id: str, who: Actor, since: int = 0) -> Any:
@@ -335,14 +343,6 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         assert rows.all() == sorted(
             [("m-1", 2), ("m-2", stored["seq"]), ("m-4", last["seq"])], key=lambda r: r[1]
         )
-
-
-def joint_text(
-    case_id: str, who: service.Member, client_msg_id: str, text: str
-) -> service.TextDraft:
-    return service.draft_text(
-        case_id=case_id, who=who, channel="joint", text=text, client_msg_id=client_msg_id
-    )
 
 
 async def test_the_writer_thread_hands_the_room_back_between_turns(

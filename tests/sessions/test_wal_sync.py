@@ -1,0 +1,163 @@
+"""SQLite rooms: a text message is handed back (acked, fanned out) only once the WAL holding it is
+synced, while the writer goes on committing behind a slow sync."""
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from app.errors import AppError
+from app.sessions import service, writer
+from app.sessions.hub import Hub
+from app.sessions.models import Message
+from app.sessions.rules import Side
+from tests.helpers import Backend, World
+from tests.sessions.helpers import joint_text, live_case
+
+
+class HeldSync:
+    """Stands in for os.fdatasync: syncs for real, but only once the test lets it."""
+
+    def __init__(self, real: Callable[[int], None]) -> None:
+        self._real = real
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.fds: list[int] = []
+        self.fail = False
+
+    def __call__(self, fd: int) -> None:
+        self.fds.append(fd)
+        self.entered.set()
+        if not self.go.wait(10):
+            raise AssertionError("the test never let the sync finish")
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self._real(fd)
+
+
+@contextmanager
+def held_sync() -> Iterator[HeldSync]:
+    held = HeldSync(os.fdatasync)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fdatasync", held)
+        try:
+            yield held
+        finally:
+            held.go.set()  # never leave the sync thread waiting
+
+
+def _writer_of(env: Backend) -> writer.TextWriter:
+    hub: Hub = env.app.state.hub
+    if hub.writer is None:
+        pytest.skip("PostgreSQL rooms have no writer thread")
+    return hub.writer
+
+
+async def _committed(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
+    """What another connection reads: committed rows, synced or not."""
+    async with env.session() as s:
+        rows = await s.execute(
+            select(Message.client_msg_id, Message.seq)
+            .where(Message.case_id == case_id, Message.kind == "text")
+            .order_by(Message.seq)
+        )
+        return [(r[0], r[1]) for r in rows.all()]
+
+
+async def _until(condition: Callable[[], Any], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.005)
+
+
+async def test_a_message_is_handed_back_after_its_sync_and_later_ones_commit_meanwhile(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    text_writer = _writer_of(env)
+    hub: Hub = env.app.state.hub
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    await hub.store_text(joint_text(live, borrower, "s-0", "开始"))  # opens the writer
+    assert text_writer.wal_sync is not None
+    with held_sync() as held:
+        first = asyncio.create_task(hub.store_text(joint_text(live, borrower, "s-1", "第一句")))
+        await _until(held.entered.is_set)
+        # Committed (another connection reads it) but not handed back: its sync has not ended.
+        assert (await _committed(env, live))[-1] == ("s-1", 3)
+        assert not first.done()
+        # The writer does not wait for the slow sync: the next message commits meanwhile, and
+        # waits for a sync of its own.
+        second = asyncio.create_task(hub.store_text(joint_text(live, borrower, "s-2", "第二句")))
+        rows: list[tuple[str | None, int]] = []
+        for _ in range(200):
+            rows = await _committed(env, live)
+            if rows[-1][0] == "s-2":
+                break
+            await asyncio.sleep(0.01)
+        assert rows[-2:] == [("s-1", 3), ("s-2", 4)]
+        assert not first.done() and not second.done()
+        held.go.set()
+        done = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+    assert [(r["client_msg_id"], r["seq"]) for r in done] == [("s-1", 3), ("s-2", 4)]
+    # What was synced is the database's WAL file.
+    database = make_url(env.url).database
+    assert database is not None
+    wal = os.stat(f"{database}-wal")
+    assert any(
+        (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (wal.st_ino, wal.st_dev)
+        for fd in set(held.fds)
+    )
+
+
+async def test_a_failed_sync_tells_the_senders_to_send_again(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """Whether the WAL reached the disk is unknown: nobody is told the message is stored; a resend
+    finds it (the room acks it as a duplicate), and the next messages are stored as usual."""
+    _writer_of(env)
+    hub: Hub = env.app.state.hub
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    await hub.store_text(joint_text(live, borrower, "f-0", "开始"))
+    with held_sync() as held:
+        held.fail = True
+        held.go.set()
+        with pytest.raises(AppError) as refused:
+            await asyncio.wait_for(
+                hub.store_text(joint_text(live, borrower, "f-1", "没写稳")), timeout=10
+            )
+    assert refused.value.code == "retry"
+    after = await asyncio.wait_for(
+        hub.store_text(joint_text(live, borrower, "f-2", "再来")), timeout=10
+    )
+    assert after["seq"] == 4
+    assert [m for m, _ in await _committed(env, live)] == ["f-0", "f-1", "f-2"]
+
+
+async def test_stopping_the_writer_waits_for_the_sync_of_what_it_committed(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    text_writer = _writer_of(env)
+    hub: Hub = env.app.state.hub
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    await hub.store_text(joint_text(live, borrower, "q-0", "开始"))
+    with held_sync() as held:
+        sent = asyncio.create_task(hub.store_text(joint_text(live, borrower, "q-1", "最后一句")))
+        await _until(held.entered.is_set)
+        stopping = asyncio.create_task(text_writer.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done() and not sent.done()
+        held.go.set()
+        await asyncio.wait_for(stopping, timeout=10)
+    assert (await sent)["seq"] == 3
+    assert text_writer.wal_sync is None
