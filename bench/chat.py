@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import secrets
 import shutil
@@ -81,6 +82,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# As app/sessions/writer.py logs a slow sync.
+SLOW_SYNC = re.compile(r"room WAL sync took (\d+) ms")
+
+
 class Server:
     """A server under test in its own process; its RSS and CPU time are read from /proc."""
 
@@ -130,6 +135,18 @@ class Server:
                         continue
             return
         raise RuntimeError(f"{self.name} did not start: {self.tail()}")
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def slow_syncs_since(self, offset: int) -> list[float]:
+        """The WAL syncs the server logged as slow since `offset` of its log (milliseconds)."""
+        if not self.log.exists():
+            return []
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        return [float(ms) for ms in SLOW_SYNC.findall(text)]
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -389,6 +406,9 @@ class StepStats:
     client_cpu_pct: float
     server_cpu_pct: float
     drain_s: float
+    # WAL syncs of 50 ms or more the server logged during the step: the disk holding it up.
+    slow_syncs: int = 0
+    slow_sync_max_ms: float = 0.0
     sustained: bool = False
     # The client itself fell behind (late sends or a slow event loop): the latency measured is
     # partly the client's, so the server would do at least as well as shown.
@@ -432,6 +452,7 @@ class StepRun:
     send_late: list[float]
     loop_lag: list[float]
     drain_s: float
+    slow_syncs_ms: list[float] = field(default_factory=list)
 
 
 def summarise(run: StepRun, tally: Tally) -> StepStats:
@@ -463,6 +484,8 @@ def summarise(run: StepRun, tally: Tally) -> StepStats:
         client_cpu_pct=round(100 * run.client_cpu / run.window, 1),
         server_cpu_pct=round(100 * run.server_cpu / run.window, 1),
         drain_s=round(run.drain_s, 2),
+        slow_syncs=len(run.slow_syncs_ms),
+        slow_sync_max_ms=max(run.slow_syncs_ms, default=0.0),
     )
     problems = []
     if stats.p99_ms is None or stats.p99_ms >= P99_TARGET_S * 1000:
@@ -552,6 +575,7 @@ async def run_step(
         watcher = asyncio.create_task(_watch_loop(stop, lag))
         await asyncio.sleep(max(0.0, start - clock()))
         cpu0, srv0 = _cpu_self(), server.cpu_seconds()
+        log_from = server.log_size()
         t0 = clock()
         await asyncio.gather(
             *(_send_schedule(peers[i], label, ts, tally, lateness) for i, ts in times.items())
@@ -577,6 +601,7 @@ async def run_step(
         send_late=lateness,
         loop_lag=lag,
         drain_s=t_end - t_sent,
+        slow_syncs_ms=server.slow_syncs_since(log_from),
     )
 
 
@@ -853,6 +878,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             f"in {time.perf_counter() - t:.1f}s"
         )
         py = sys.executable
+        hejie_env = env
+        if args.wal_stall:
+            hejie_env = {**env, **_slow_wal_env(args.wal_stall, tmp)}
+            result["wal_stall"] = args.wal_stall
         servers = [
             Server("bare", [py, str(BENCH / "relay.py")], env, tmp / "bare.log"),
             Server(
@@ -871,7 +900,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "warning",
                     "--no-access-log",
                 ],
-                env,
+                hejie_env,
                 tmp / "hejie.log",
             ),
         ]
@@ -949,7 +978,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     f"  {s.name:<5} {rate:>6.0f}/s  p50 {_fmt_ms(now.p50_ms).strip()} ms  "
                     f"p99 {_fmt_ms(now.p99_ms).strip()} ms  lost {now.lost}  "
                     f"err {sum(now.errors.values())}  client {now.client_cpu_pct:.0f}%  "
-                    f"server {now.server_cpu_pct:.0f}%  {'ok' if now.sustained else now.note}",
+                    f"server {now.server_cpu_pct:.0f}%  {'ok' if now.sustained else now.note}"
+                    + _slow_note(now),
                     flush=True,
                 )
                 if not now.sustained:
@@ -991,6 +1021,33 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _slow_note(s: StepStats) -> str:
+    if not s.slow_syncs:
+        return ""
+    return f"  slow WAL syncs {s.slow_syncs} (max {s.slow_sync_max_ms:.0f} ms)"
+
+
+def _slow_lines(stats: Sequence[StepStats]) -> list[str]:
+    """The disk's part: the server's WAL syncs of 50 ms or more, step by step."""
+    slow = [s for s in stats if s.slow_syncs]
+    if not slow:
+        return []
+    return [
+        "slow WAL syncs (>= 50 ms, logged by the server; every message waits for its sync): "
+        + "; ".join(f"{s.rate:g}/s {s.slow_syncs} (max {s.slow_sync_max_ms:.0f} ms)" for s in slow)
+    ]
+
+
+def _stall_line(result: dict[str, Any]) -> list[str]:
+    stall = result.get("wal_stall")
+    if not stall:
+        return []
+    return [
+        "slow disk (bench/slow_wal.c): each Hejie WAL sync {ms:g} ms longer for {for_s:g} s "
+        "every {every_s:g} s (0 s: one sync)".format(**stall)
+    ]
+
+
 def report(result: dict[str, Any]) -> str:
     stats = [StepStats(**s) for s in result["steps"]]
     cmp = result["comparison"]
@@ -1000,6 +1057,7 @@ def report(result: dict[str, Any]) -> str:
         "machine: {nproc} cores, Python {python}, {platform}, websockets {websockets}, "
         "uvicorn {uvicorn}, SQLite {sqlite}".format(**result["machine"]),
         f"database: {result['database']}",
+        *_stall_line(result),
         "",
         _table(stats),
         "",
@@ -1007,6 +1065,7 @@ def report(result: dict[str, Any]) -> str:
         "event-loop lag; cli%/srv%: CPU of the client / the server process over the step; "
         f"client-bound: late99 or lag99 over {CLIENT_BOUND_MS:g} ms (the client, not only the "
         "server, set the latency).",
+        *_slow_lines(stats),
         "",
     ]
     best = cmp["max_sustained_rate"]
@@ -1048,6 +1107,43 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _wal_stall(text: str) -> dict[str, float]:
+    try:
+        numbers = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("MS,EVERY[,FOR]: numbers") from None
+    if len(numbers) not in (2, 3) or min(numbers) < 0 or numbers[1] <= 0:
+        raise argparse.ArgumentTypeError("MS,EVERY[,FOR]: MS and FOR >= 0, EVERY > 0")
+    return {"ms": numbers[0], "every_s": numbers[1], "for_s": numbers[2] if numbers[2:] else 0.0}
+
+
+def _slow_wal_env(stall: dict[str, float], build_dir: Path) -> dict[str, str]:
+    """Build bench/slow_wal.c and the environment that loads it into a server."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("--wal-stall needs a C compiler (cc or gcc)")
+    library = build_dir / "slow_wal.so"
+    subprocess.run(  # noqa: S603 - the system's compiler on our own source
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-o",
+            str(library),
+            str(BENCH / "slow_wal.c"),
+            "-ldl",
+        ],
+        check=True,
+    )
+    return {
+        "LD_PRELOAD": str(library),
+        "HEJIE_WAL_STALL_MS": f"{stall['ms']:g}",
+        "HEJIE_WAL_STALL_EVERY": f"{stall['every_s']:g}",
+        "HEJIE_WAL_STALL_FOR": f"{stall['for_s']:g}",
+    }
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/chat.py",
@@ -1084,6 +1180,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0, help="wait before reading RSS (s)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--data-dir", help="parent of the scratch directory (default: $TMPDIR)")
+    parser.add_argument(
+        "--wal-stall",
+        type=_wal_stall,
+        metavar="MS,EVERY[,FOR]",
+        help="a slow disk on schedule (bench/slow_wal.c, built with the system's C compiler): "
+        "Hejie's WAL syncs take MS ms longer for FOR s (default 0: one sync) every EVERY s; "
+        "use with --data-dir /dev/shm",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (db, logs)")
     parser.add_argument("--out", help="JSON file (default bench/results/chat-<timestamp>.json)")

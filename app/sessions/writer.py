@@ -73,6 +73,9 @@ DRAIN_SECONDS = 0.02
 # writing the room's pages once, not once a message). Only a sync slower than this is overlapped
 # with further commits.
 SYNC_PATIENCE_SECONDS = 0.003
+# A sync at least this slow is logged: it held every room's messages up by as much (the disk, not
+# the room, is then what a user waits for).
+SLOW_SYNC_SECONDS = 0.05
 
 Outcome = dict[str, Any] | BaseException
 Pending = tuple[service.TextDraft, "asyncio.Future[dict[str, Any]]"]
@@ -234,8 +237,14 @@ class WalSync:
                 os.fsync(directory)
             finally:
                 os.close(directory)
+        started = time.monotonic()
         os.fdatasync(self._fd)
+        took = time.monotonic() - started
         self.syncs += 1
+        if took >= SLOW_SYNC_SECONDS:
+            log.warning(
+                "room WAL sync took %d ms (the disk held every room's messages up)", took * 1000
+            )
 
 
 class TextWriter:

@@ -2,6 +2,7 @@
 synced, while the writer goes on committing behind a slow sync."""
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -161,3 +162,26 @@ async def test_stopping_the_writer_waits_for_the_sync_of_what_it_committed(
         await asyncio.wait_for(stopping, timeout=10)
     assert (await sent)["seq"] == 3
     assert text_writer.wal_sync is None
+
+
+async def test_a_slow_sync_is_logged(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The disk is then what holds the rooms up: operators see it in the log."""
+    _writer_of(env)
+    hub: Hub = env.app.state.hub
+    live = await live_case(client, env, world)
+    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    await hub.store_text(joint_text(live, borrower, "l-0", "开始"))
+    caplog.set_level(logging.WARNING, logger="hejie.sessions")
+    monkeypatch.setattr(writer, "SLOW_SYNC_SECONDS", 3600.0)
+    await hub.store_text(joint_text(live, borrower, "l-1", "快"))
+    assert not [r for r in caplog.records if "WAL sync" in r.getMessage()]
+    monkeypatch.setattr(writer, "SLOW_SYNC_SECONDS", 0.0)
+    await hub.store_text(joint_text(live, borrower, "l-2", "慢"))
+    slow = [r.getMessage() for r in caplog.records if "WAL sync" in r.getMessage()]
+    assert len(slow) == 1 and slow[0].startswith("room WAL sync took ")
