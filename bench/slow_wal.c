@@ -65,20 +65,20 @@ static void maybe_stall(int fd) {
         usleep((useconds_t)(env_number("HEJIE_WAL_STALL_MS", 100.0) * 1000));
 }
 
-int fdatasync(int fd) {
-    static int (*real)(int);
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    int result = real(fd);
+static int synced(const char *name, int (**real)(int), int fd) {
+    if (!*real)
+        *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    int result = (*real)(fd);
     maybe_stall(fd);
     return result;
 }
 
+int fdatasync(int fd) {
+    static int (*real)(int);
+    return synced("fdatasync", &real, fd);
+}
+
 int fsync(int fd) {
     static int (*real)(int);
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    int result = real(fd);
-    maybe_stall(fd);
-    return result;
+    return synced("fsync", &real, fd);
 }

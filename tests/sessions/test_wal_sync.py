@@ -5,8 +5,9 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -54,11 +55,30 @@ def held_sync() -> Iterator[HeldSync]:
             held.go.set()  # never leave the sync thread waiting
 
 
-def _writer_of(env: Backend) -> writer.TextWriter:
+@dataclass
+class Room:
+    hub: Hub
+    writer: writer.TextWriter
+    case_id: str
+    borrower: service.Member
+
+    def say(self, client_msg_id: str, text: str) -> Coroutine[Any, Any, dict[str, Any]]:
+        return self.hub.store_text(joint_text(self.case_id, self.borrower, client_msg_id, text))
+
+
+async def _live_room(client: httpx.AsyncClient, env: Backend, world: World) -> Room:
+    """A case in session whose writer has stored the borrower's first message (seq 2)."""
     hub: Hub = env.app.state.hub
     if hub.writer is None:
         pytest.skip("PostgreSQL rooms have no writer thread")
-    return hub.writer
+    room = Room(
+        hub,
+        hub.writer,
+        await live_case(client, env, world),
+        service.Member(world.alice.user_id, Side.BORROWER, "Alice"),
+    )
+    assert (await room.say("first", "开始"))["seq"] == 2  # 1 is 'started'
+    return room
 
 
 async def _committed(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
@@ -83,21 +103,18 @@ async def _until(condition: Callable[[], Any], within: float = 5.0) -> None:
 async def test_a_message_is_handed_back_after_its_sync_and_later_ones_commit_meanwhile(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
-    text_writer = _writer_of(env)
-    hub: Hub = env.app.state.hub
-    live = await live_case(client, env, world)
-    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
-    await hub.store_text(joint_text(live, borrower, "s-0", "开始"))  # opens the writer
-    assert text_writer.wal_sync is not None
+    room = await _live_room(client, env, world)
+    live = room.case_id
+    assert room.writer.wal_sync is not None
     with held_sync() as held:
-        first = asyncio.create_task(hub.store_text(joint_text(live, borrower, "s-1", "第一句")))
+        first = asyncio.create_task(room.say("s-1", "第一句"))
         await _until(held.entered.is_set)
         # Committed (another connection reads it) but not handed back: its sync has not ended.
         assert (await _committed(env, live))[-1] == ("s-1", 3)
         assert not first.done()
         # The writer does not wait for the slow sync: the next message commits meanwhile, and
         # waits for a sync of its own.
-        second = asyncio.create_task(hub.store_text(joint_text(live, borrower, "s-2", "第二句")))
+        second = asyncio.create_task(room.say("s-2", "第二句"))
         rows: list[tuple[str | None, int]] = []
         for _ in range(200):
             rows = await _committed(env, live)
@@ -124,36 +141,25 @@ async def test_a_failed_sync_tells_the_senders_to_send_again(
 ) -> None:
     """Whether the WAL reached the disk is unknown: nobody is told the message is stored; a resend
     finds it (the room acks it as a duplicate), and the next messages are stored as usual."""
-    _writer_of(env)
-    hub: Hub = env.app.state.hub
-    live = await live_case(client, env, world)
-    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
-    await hub.store_text(joint_text(live, borrower, "f-0", "开始"))
+    room = await _live_room(client, env, world)
     with held_sync() as held:
         held.fail = True
         held.go.set()
         with pytest.raises(AppError) as refused:
-            await asyncio.wait_for(
-                hub.store_text(joint_text(live, borrower, "f-1", "没写稳")), timeout=10
-            )
+            await asyncio.wait_for(room.say("f-1", "没写稳"), timeout=10)
     assert refused.value.code == "retry"
-    after = await asyncio.wait_for(
-        hub.store_text(joint_text(live, borrower, "f-2", "再来")), timeout=10
-    )
+    after = await asyncio.wait_for(room.say("f-2", "再来"), timeout=10)
     assert after["seq"] == 4
-    assert [m for m, _ in await _committed(env, live)] == ["f-0", "f-1", "f-2"]
+    assert [m for m, _ in await _committed(env, room.case_id)] == ["first", "f-1", "f-2"]
 
 
 async def test_stopping_the_writer_waits_for_the_sync_of_what_it_committed(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
-    text_writer = _writer_of(env)
-    hub: Hub = env.app.state.hub
-    live = await live_case(client, env, world)
-    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
-    await hub.store_text(joint_text(live, borrower, "q-0", "开始"))
+    room = await _live_room(client, env, world)
+    text_writer = room.writer
     with held_sync() as held:
-        sent = asyncio.create_task(hub.store_text(joint_text(live, borrower, "q-1", "最后一句")))
+        sent = asyncio.create_task(room.say("q-1", "最后一句"))
         await _until(held.entered.is_set)
         stopping = asyncio.create_task(text_writer.stop())
         await asyncio.sleep(0.05)
@@ -172,16 +178,12 @@ async def test_a_slow_sync_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The disk is then what holds the rooms up: operators see it in the log."""
-    _writer_of(env)
-    hub: Hub = env.app.state.hub
-    live = await live_case(client, env, world)
-    borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
-    await hub.store_text(joint_text(live, borrower, "l-0", "开始"))
+    room = await _live_room(client, env, world)
     caplog.set_level(logging.WARNING, logger="hejie.sessions")
     monkeypatch.setattr(writer, "SLOW_SYNC_SECONDS", 3600.0)
-    await hub.store_text(joint_text(live, borrower, "l-1", "快"))
+    await room.say("l-1", "快")
     assert not [r for r in caplog.records if "WAL sync" in r.getMessage()]
     monkeypatch.setattr(writer, "SLOW_SYNC_SECONDS", 0.0)
-    await hub.store_text(joint_text(live, borrower, "l-2", "慢"))
+    await room.say("l-2", "慢")
     slow = [r.getMessage() for r in caplog.records if "WAL sync" in r.getMessage()]
     assert len(slow) == 1 and slow[0].startswith("room WAL sync took ")
