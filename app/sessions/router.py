@@ -496,7 +496,7 @@ async def _write(
             return service.record(sent), True
         if isinstance(exc, AppError):
             raise
-        raise AppError("Could not store the message; send it again", code="retry") from None
+        raise service.not_stored() from None
 
 
 async def _apply(

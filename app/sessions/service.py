@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases.models import Case
 from app.cases.states import Status, transition
 from app.db import dialect_insert, new_id, utcnow
-from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI
 from app.repayment import plans
 from app.scheduling import service as scheduling
@@ -234,6 +234,12 @@ def message_values(
 
 async def _write(session: AsyncSession, claim: Claim, **fields: Any) -> dict[str, Any]:
     return await (await session.connection()).run_sync(_insert, claim, **fields)
+
+
+def not_stored() -> AppError:
+    """A message whose storing failed in a way its sender can only answer by sending it again
+    (a retry of a stored one finds it: `find_sent`)."""
+    return AppError("Could not store the message; send it again", code="retry")
 
 
 async def find_sent(session: AsyncSession, *, sender_id: str, client_msg_id: str) -> Message | None:

@@ -155,7 +155,7 @@ def _hand_back(loop: asyncio.AbstractEventLoop, groups: list[Settled]) -> None:
 def _unsynced(outcome: Outcome) -> Outcome:
     if isinstance(outcome, BaseException):  # refused anyway (a mute, a retry, an ended session)
         return outcome
-    return AppError("Could not store the message; send it again", code="retry")
+    return service.not_stored()
 
 
 class WalSync:
@@ -176,7 +176,6 @@ class WalSync:
         self._ready = threading.Condition()
         self._idle = threading.Event()  # every group put has been synced and handed back
         self._idle.set()
-        self.syncs = 0
         self._thread = threading.Thread(target=self._run, name="hejie-room-sync", daemon=True)
         self._thread.start()
 
@@ -240,7 +239,6 @@ class WalSync:
         started = time.monotonic()
         os.fdatasync(self._fd)
         took = time.monotonic() - started
-        self.syncs += 1
         if took >= SLOW_SYNC_SECONDS:
             log.warning(
                 "room WAL sync took %d ms (the disk held every room's messages up)", took * 1000
