@@ -54,6 +54,7 @@ from websockets.typing import Subprotocol
 from websockets.version import version as websockets_version
 
 from app.config import Settings
+from app.sessions.writer import SLOW_SYNC_SECONDS
 from bench import bench_io, chat_world
 from bench.chat_world import Participant
 
@@ -406,7 +407,7 @@ class StepStats:
     client_cpu_pct: float
     server_cpu_pct: float
     drain_s: float
-    # WAL syncs of 50 ms or more the server logged during the step: the disk holding it up.
+    # WAL syncs the server logged as slow during the step: the disk holding it up.
     slow_syncs: int = 0
     slow_sync_max_ms: float = 0.0
     sustained: bool = False
@@ -1021,20 +1022,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _slow_syncs(s: StepStats) -> str:
+    return f"{s.slow_syncs} (max {s.slow_sync_max_ms:.0f} ms)"
+
+
 def _slow_note(s: StepStats) -> str:
-    if not s.slow_syncs:
-        return ""
-    return f"  slow WAL syncs {s.slow_syncs} (max {s.slow_sync_max_ms:.0f} ms)"
+    return f"  slow WAL syncs {_slow_syncs(s)}" if s.slow_syncs else ""
 
 
 def _slow_lines(stats: Sequence[StepStats]) -> list[str]:
-    """The disk's part: the server's WAL syncs of 50 ms or more, step by step."""
+    """The disk's part: the WAL syncs the server logged as slow, step by step."""
     slow = [s for s in stats if s.slow_syncs]
     if not slow:
         return []
     return [
-        "slow WAL syncs (>= 50 ms, logged by the server; every message waits for its sync): "
-        + "; ".join(f"{s.rate:g}/s {s.slow_syncs} (max {s.slow_sync_max_ms:.0f} ms)" for s in slow)
+        f"slow WAL syncs (>= {SLOW_SYNC_SECONDS * 1000:g} ms, logged by the server; every message "
+        "waits for its sync): " + "; ".join(f"{s.rate:g}/s {_slow_syncs(s)}" for s in slow)
     ]
 
 
