@@ -299,12 +299,13 @@ class Hub:
         self._typed[user_id] = now
         return True
 
-    async def store_text(self, draft: service.TextDraft) -> dict[str, Any]:
-        """Store a checked text message in a transaction of its own (or of its group)."""
+    async def store(self, draft: service.Draft) -> dict[str, Any]:
+        """Store a checked text message, or a presence record, in a transaction of its own (or
+        of its group)."""
         if self.writer is not None:
             return await self.writer.store(draft)
         async with self.sessionmaker() as session, session.begin():
-            return await (await session.connection()).run_sync(service.store_text, draft)
+            return await (await session.connection()).run_sync(service.store, draft)
 
     # Delivery -------------------------------------------------------------------------------
 

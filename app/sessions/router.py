@@ -5,7 +5,7 @@ import re
 import secrets
 import time
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -254,32 +254,23 @@ async def room(websocket: WebSocket, case_id: str) -> None:
     conn = Connection(websocket, case_id, who, credential)
     try:
         if await hub.join(conn):
-            await _presence(hub, maker, conn, "joined")
+            await _presence(hub, conn, "joined")
         conn.push(await _welcome(maker, conn))
         await _serve(hub, maker, conn)
     finally:
         await conn.stop()
         if hub.leave(conn):
             try:
-                await _presence(hub, maker, conn, "left")
+                await _presence(hub, conn, "left")
             except Exception:
                 log.warning("could not record a departure", exc_info=True)
 
 
-async def _presence(
-    hub: Hub, maker: async_sessionmaker[AsyncSession], conn: Connection, event: str
-) -> None:
-    async with maker() as session, session.begin():
-        # The status alone: a Case loads its bank, institution and account with it.
-        status_now = await session.scalar(select(Case.status).where(Case.id == conn.case_id))
-        if status_now not in service.OPEN_STATUSES:
-            return
-        record = await service.presence(
-            session,
-            case_id=conn.case_id,
-            who=conn.member,
-            event="joined" if event == "joined" else "left",
-        )
+async def _presence(hub: Hub, conn: Connection, event: Literal["joined", "left"]) -> None:
+    try:
+        record = await hub.store(service.PresenceDraft(conn.case_id, conn.member, event))
+    except AppError:  # the room is not open (any more): nobody to tell
+        return
     await hub.publish(conn.case_id, [record])
 
 
@@ -484,7 +475,7 @@ async def _write(
                 text=frame.get("text"),
                 client_msg_id=client_msg_id,
             )
-            return await hub.store_text(draft), False
+            return await hub.store(draft), False
         async with hub.write_gate, maker() as session, session.begin():
             return await _apply(session, conn, kind, frame, client_msg_id), False
     except (IntegrityError, AppError) as exc:

@@ -5,13 +5,17 @@ fans the message out. Each write first claims the case's next sequence number, w
 serialises the room: checks made after it see every earlier message of the case.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from app.cases.models import Case
 from app.cases.states import Status, transition
@@ -175,6 +179,25 @@ CLAIM_LIVE = (
 INSERT_MESSAGE = _MESSAGES.insert()
 
 
+@functools.cache
+def _claim_open(dialect_name: str) -> UpdateBase:
+    """The next seq of a room that is open (waiting or in session), the room made if need be;
+    no row when the case is not open. One statement, as every join and departure takes it."""
+    insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+    is_open = select(Case.id, literal(1)).where(
+        Case.id == bindparam("room_case_id"),
+        or_(*(Case.status == status for status in sorted(OPEN_STATUSES))),
+    )
+    return (
+        insert(_ROOM)
+        .from_select(["case_id", "last_seq"], is_open)
+        .on_conflict_do_update(
+            index_elements=[_ROOM.c.case_id], set_={"last_seq": _ROOM.c.last_seq + 1}
+        )
+        .returning(*_CLAIMED)
+    )
+
+
 def _claim_live(conn: Connection, case_id: str) -> Claim:
     """The next seq of a room whose session is in progress, or 409; one statement, as every
     message in a session takes this path."""
@@ -293,9 +316,46 @@ def draft_text(
     return TextDraft(case_id, who, channel, clean, client_msg_id, tuple(flagged))
 
 
-def store_text(conn: Connection, draft: TextDraft) -> dict[str, Any]:
-    """Claim the seq, refuse a muted sender in the joint channel, store; on any connection."""
-    values = text_values(_claim_live(conn, draft.case_id), draft)
+@dataclass(frozen=True)
+class PresenceDraft:
+    """A party's first connection to the room, or its last one gone: a system message."""
+
+    case_id: str
+    who: Member
+    event: Literal["joined", "left"]
+
+
+Draft = TextDraft | PresenceDraft
+
+
+def claim_statement(draft: Draft, dialect_name: str) -> UpdateBase:
+    """The statement that claims a draft's seq: a text needs the session in progress; presence
+    counts from the waiting room on (and may be the room's first message)."""
+    return CLAIM_LIVE if isinstance(draft, TextDraft) else _claim_open(dialect_name)
+
+
+def draft_values(draft: Draft, claimed: Sequence[Any] | None) -> dict[str, Any]:
+    """The row of a drafted message from its claim statement's row (None: it matched no room)."""
+    if isinstance(draft, TextDraft):
+        return text_values(live_claim(draft.case_id, claimed), draft)
+    if claimed is None:
+        raise Conflict("The session is not open", code="session_not_open")
+    seq, borrower_until, bank_until = claimed
+    return message_values(
+        Claim(draft.case_id, seq, borrower_until, bank_until),
+        who=draft.who,
+        channel=JOINT,
+        kind="system",
+        payload={"event": draft.event},
+    )
+
+
+def store(conn: Connection, draft: Draft) -> dict[str, Any]:
+    """Claim the seq and store a drafted message, on any connection; its record."""
+    claimed = conn.execute(
+        claim_statement(draft, conn.dialect.name), {"room_case_id": draft.case_id}
+    ).one_or_none()
+    values = draft_values(draft, claimed)
     conn.execute(INSERT_MESSAGE, values)
     return record_of(values)
 
@@ -335,7 +395,7 @@ async def say(
     draft = draft_text(
         case_id=case_id, who=who, channel=channel, text=text, client_msg_id=client_msg_id
     )
-    return await (await session.connection()).run_sync(store_text, draft)
+    return await (await session.connection()).run_sync(store, draft)
 
 
 def parse_terms(data: object) -> plans.PlanTerms:
@@ -613,15 +673,6 @@ async def release(
         kind="released",
         client_msg_id=client_msg_id,
         payload={"target_seq": seq, "message": released},
-    )
-
-
-async def presence(
-    session: AsyncSession, *, case_id: str, who: Member, event: Literal["joined", "left"]
-) -> dict[str, Any]:
-    room = await _claim_seq(session, case_id)
-    return await _write(
-        session, room, who=who, channel=JOINT, kind="system", payload={"event": event}
     )
 
 

@@ -1,14 +1,19 @@
-"""The room's text messages on SQLite: one writer thread that commits them in groups.
+"""The room's text messages and presence on SQLite: one writer thread that commits them in groups.
 
 SQLite has one writer at a time. Through aiosqlite a chat line cost a transaction of several thread
 round trips (about 4 ms on the development machine, most of a message's latency). Here the room's
-text messages queue for one thread with a connection of its own, which stores whatever has queued
-in one transaction (`BEGIN IMMEDIATE` … `COMMIT`, one fsync for the group). Each message gets a
-savepoint, so a refusal (a retried `client_msg_id`, a mute, a session that has ended) rolls back
-that message alone. A caller gets its message's record, or its error, only after the commit: the
-ack and the fan-out still follow the write.
+text messages, and the joined/left records of its parties, queue for one thread with a connection
+of its own, which stores whatever has queued in one transaction (`BEGIN IMMEDIATE` … `COMMIT`, one
+fsync for the group). Each message gets a savepoint, so a refusal (a retried `client_msg_id`, a
+mute, a session that has ended) rolls back that message alone. A caller gets its message's record,
+or its error, only after the commit: the ack and the fan-out still follow the write.
 
-The thread runs the service's two statements (`CLAIM_LIVE`, `INSERT_MESSAGE`) compiled once, on
+Presence goes this way because joins come in crowds (an instance restarting readmits all its
+rooms at once): each written on a pooled connection of its own, they waited on SQLite's lock with
+back-off while holding that connection, and the other joins' reads waited for the pool. 900 joins,
+64 at a time, took ~10 s; most of it was that wait.
+
+The thread runs the service's statements (a claim of the seq, `INSERT_MESSAGE`) compiled once, on
 the driver's own cursor. Through a SQLAlchemy connection each message cost about 1.5 ms of Python
 (begin, savepoint, two executes, release, commit: ~0.2 ms each), held under the GIL that the event
 loop waits for; straight on the cursor the transaction is ~0.9 ms, most of it the commit's fsync,
@@ -78,7 +83,7 @@ SYNC_PATIENCE_SECONDS = 0.003
 SLOW_SYNC_SECONDS = 0.05
 
 Outcome = dict[str, Any] | BaseException
-Pending = tuple[service.TextDraft, "asyncio.Future[dict[str, Any]]"]
+Pending = tuple[service.Draft, "asyncio.Future[dict[str, Any]]"]
 
 
 def _writer_engine(url: URL) -> Engine:
@@ -256,7 +261,8 @@ class TextWriter:
         self._engine: Engine | None = None
         self._pooled: PoolProxiedConnection | None = None
         self._cursor: sqlite3.Cursor | None = None
-        self._claim: _Prepared | None = None
+        # Each claim statement (texts', presence's) compiled on first use; and the insert.
+        self._claims: dict[UpdateBase, _Prepared] = {}
         self._insert: _Prepared | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -269,7 +275,7 @@ class TextWriter:
         self.wal_sync: WalSync | None = None
         self.groups = 0  # transactions committed (or tried): messages / groups is the batching
 
-    async def store(self, draft: service.TextDraft) -> dict[str, Any]:
+    async def store(self, draft: service.Draft) -> dict[str, Any]:
         """The stored message's record, once its group is committed; or the reason it was not."""
         loop = self._loop
         if loop is None:
@@ -379,7 +385,7 @@ class TextWriter:
             self._checkpoint_conn.close()
             self._checkpoint_conn = None
 
-    def _store(self, drafts: list[service.TextDraft]) -> list[Outcome]:
+    def _store(self, drafts: list[service.Draft]) -> list[Outcome]:
         cursor = self._cursor or self._open()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -391,14 +397,11 @@ class TextWriter:
             raise
         return outcomes
 
-    def _store_one(self, cursor: sqlite3.Cursor, draft: service.TextDraft) -> Outcome:
-        assert self._claim is not None
+    def _store_one(self, cursor: sqlite3.Cursor, draft: service.Draft) -> Outcome:
         cursor.execute("SAVEPOINT message")
         try:
-            rows = self._claim.run(cursor, {"room_case_id": draft.case_id})
-            values = service.text_values(
-                service.live_claim(draft.case_id, rows[0] if rows else None), draft
-            )
+            rows = self._claim(draft).run(cursor, {"room_case_id": draft.case_id})
+            values = service.draft_values(draft, rows[0] if rows else None)
             self._insert_message(cursor, values)
         except (AppError, sqlite3.IntegrityError) as exc:
             cursor.execute("ROLLBACK TO message")
@@ -409,6 +412,14 @@ class TextWriter:
             return IntegrityError(self._insert.sql if self._insert else "", None, exc)
         cursor.execute("RELEASE message")
         return service.record_of(values)
+
+    def _claim(self, draft: service.Draft) -> _Prepared:
+        assert self._engine is not None
+        statement = service.claim_statement(draft, self._engine.dialect.name)
+        prepared = self._claims.get(statement)
+        if prepared is None:
+            prepared = self._claims[statement] = _Prepared(statement, self._engine.dialect)
+        return prepared
 
     def _insert_message(self, cursor: sqlite3.Cursor, values: dict[str, Any]) -> None:
         if self._insert is None:
@@ -424,7 +435,6 @@ class TextWriter:
         self._pooled = self._engine.raw_connection()
         connection = self._pooled.driver_connection
         assert isinstance(connection, sqlite3.Connection)
-        self._claim = _Prepared(service.CLAIM_LIVE, self._engine.dialect)
         cursor = connection.cursor()
         journal = cursor.execute("PRAGMA journal_mode").fetchone()[0]
         path = next(row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main")

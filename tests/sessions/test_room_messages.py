@@ -312,13 +312,13 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
             case_id=case_id, who=who, channel="joint", text=f"文字 {msg_id}", client_msg_id=msg_id
         )
 
-    first = await hub.store_text(draft(live, borrower, "m-1"))
+    first = await hub.store(draft(live, borrower, "m-1"))
     groups_before = hub.writer.groups if hub.writer else 0
     outcomes = await asyncio.gather(
-        hub.store_text(draft(live, borrower, "m-2")),
-        hub.store_text(draft(live, borrower, "m-1")),  # a retry of a stored message
-        hub.store_text(draft(waiting, stranger, "m-3")),  # its session has not started
-        hub.store_text(draft(live, borrower, "m-4")),
+        hub.store(draft(live, borrower, "m-2")),
+        hub.store(draft(live, borrower, "m-1")),  # a retry of a stored message
+        hub.store(draft(waiting, stranger, "m-3")),  # its session has not started
+        hub.store(draft(live, borrower, "m-4")),
         return_exceptions=True,
     )
     if hub.writer is not None:
@@ -345,6 +345,57 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         )
 
 
+async def test_presence_is_stored_from_the_waiting_room_on_and_shares_the_texts_group(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """A join makes the room when it is the first message (the waiting room), takes the next seq
+    in a live one, in the same transaction as the texts queued with it; a closed room stores
+    nothing."""
+    waiting = await scheduled_case(client, env, world, minutes_from_now=5)
+    live = await live_case(client, env, world, who=world.bob)
+    hub = env.app.state.hub
+    alice = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    bob = service.Member(world.bob.user_id, Side.BORROWER, "Bob")
+
+    first = await hub.store(service.PresenceDraft(waiting, alice, "joined"))
+    assert (first["seq"], first["kind"], first["payload"]) == (1, "system", {"event": "joined"})
+    assert first["sender"] == {"side": "borrower", "name": "Alice"}
+    groups_before = hub.writer.groups if hub.writer else 0
+    arrived, said, gone = await asyncio.gather(
+        hub.store(service.PresenceDraft(live, bob, "joined")),
+        hub.store(joint_text(live, bob, "p-1", "到了")),
+        hub.store(service.PresenceDraft(waiting, alice, "left")),
+    )
+    if hub.writer is not None:
+        assert hub.writer.groups == groups_before + 1
+    assert gone["seq"] == 2 and gone["payload"] == {"event": "left"}
+    assert sorted([arrived["seq"], said["seq"]]) == [2, 3]  # 1 is 'started'
+
+    r = await client.post(
+        f"/api/v1/cases/{live}/session/end",
+        headers=world.mediator.headers,
+        json={"outcome": "failed"},
+    )
+    assert r.status_code == 200, r.text
+    with pytest.raises(Conflict) as refused:
+        await hub.store(service.PresenceDraft(live, bob, "left"))
+    assert refused.value.code == "session_not_open"
+    async with env.session() as s:
+        events = await s.execute(
+            select(Message.case_id, Message.seq, Message.payload)
+            .where(Message.kind == "system", Message.sender_id.is_not(None))
+            .order_by(Message.case_id, Message.seq)
+        )
+        presence = [e for e in events.all() if e.payload["event"] in ("joined", "left")]
+        assert sorted(presence) == sorted(
+            [
+                (waiting, 1, {"event": "joined"}),
+                (waiting, 2, {"event": "left"}),
+                (live, arrived["seq"], {"event": "joined"}),
+            ]
+        )
+
+
 async def test_the_writer_thread_hands_the_room_back_between_turns(
     client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -360,7 +411,7 @@ async def test_the_writer_thread_hands_the_room_back_between_turns(
     groups_before = hub.writer.groups
     records = await asyncio.wait_for(
         asyncio.gather(
-            *(hub.store_text(joint_text(live, borrower, f"t-{n}", f"第{n}句")) for n in range(5))
+            *(hub.store(joint_text(live, borrower, f"t-{n}", f"第{n}句")) for n in range(5))
         ),
         timeout=10,
     )
@@ -381,7 +432,7 @@ async def test_stopping_the_writer_refuses_what_it_has_not_taken(
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     async with hub.write_gate:  # an offer being stored: the writer waits its turn
         waiting = [
-            asyncio.create_task(hub.store_text(joint_text(live, borrower, f"w-{n}", "稍等")))
+            asyncio.create_task(hub.store(joint_text(live, borrower, f"w-{n}", "稍等")))
             for n in range(3)
         ]
         await asyncio.sleep(0.05)
@@ -414,7 +465,7 @@ async def test_sqlite_checkpoints_run_beside_the_writer(
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     sent = 300
     for n in range(sent):
-        await hub.store_text(
+        await hub.store(
             service.draft_text(
                 case_id=live, who=borrower, channel="joint", text=f"第{n}句", client_msg_id=f"c-{n}"
             )

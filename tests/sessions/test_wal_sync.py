@@ -63,7 +63,7 @@ class Room:
     borrower: service.Member
 
     def say(self, client_msg_id: str, text: str) -> Coroutine[Any, Any, dict[str, Any]]:
-        return self.hub.store_text(joint_text(self.case_id, self.borrower, client_msg_id, text))
+        return self.hub.store(joint_text(self.case_id, self.borrower, client_msg_id, text))
 
 
 async def _live_room(client: httpx.AsyncClient, env: Backend, world: World) -> Room:
