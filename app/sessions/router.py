@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Query, Request, WebSocket, status
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
@@ -30,7 +30,7 @@ from app.db import SessionDep, utcnow
 from app.errors import CASE_ERRORS, AppError, Forbidden
 from app.sessions import service
 from app.sessions.hub import CLOSE_SIGNED_OUT, Connection, Credential, Hub, frame_text
-from app.sessions.models import Room, Ticket
+from app.sessions.models import Ticket
 from app.sessions.rules import JOINT, readable_channels
 from app.sessions.schemas import SessionEnd, TicketRead
 from app.users import service as users
@@ -276,34 +276,27 @@ async def _presence(hub: Hub, conn: Connection, event: Literal["joined", "left"]
 
 async def _welcome(maker: async_sessionmaker[AsyncSession], conn: Connection) -> dict[str, Any]:
     async with maker() as session:
-        case = (
-            await session.execute(
-                select(Case.id, Case.case_no, Case.status).where(Case.id == conn.case_id)
-            )
-        ).one()
+        state = await service.room_state(session, case_id=conn.case_id)
         online = await service.presence_now(session, case_id=conn.case_id)
-        room_row = await session.get(Room, conn.case_id)
-        offer = await service.accepted_offer(session, case_id=conn.case_id)
     muted = {}
-    if room_row is not None:
-        for side, until in (
-            ("borrower", room_row.borrower_muted_until),
-            ("bank", room_row.bank_muted_until),
-        ):
-            if until is not None and until > utcnow():
-                muted[side] = until.isoformat().replace("+00:00", "Z")
+    for side, until in (
+        ("borrower", state.borrower_muted_until),
+        ("bank", state.bank_muted_until),
+    ):
+        if until is not None and until > utcnow():
+            muted[side] = until.isoformat().replace("+00:00", "Z")
     return {
         "type": "welcome",
         "protocol": PROTOCOL,
-        "case_id": case.id,
-        "case_no": case.case_no,
-        "status": case.status,
+        "case_id": conn.case_id,
+        "case_no": state.case_no,
+        "status": state.status,
         "you": {"side": conn.member.side.value, "name": conn.member.name},
         "channels": sorted(readable_channels(conn.member.side)),
-        "last_seq": room_row.last_seq if room_row is not None else 0,
+        "last_seq": state.last_seq,
         "presence": online,
         "muted": muted,
-        "accepted_offer_id": offer.id if offer else None,
+        "accepted_offer_id": state.accepted_offer_id,
     }
 
 

@@ -787,6 +787,40 @@ async def history(
     return seen
 
 
+@dataclass(frozen=True)
+class RoomState:
+    """What a party is told on entering: the case, the room's counter and mutes, the deal."""
+
+    case_no: str
+    status: str
+    last_seq: int
+    borrower_muted_until: datetime | None
+    bank_muted_until: datetime | None
+    accepted_offer_id: str | None
+
+
+async def room_state(session: AsyncSession, *, case_id: str) -> RoomState:
+    """The room as of now, in one statement: every join reads it, and joins come in crowds."""
+    accepted = select(Offer.id).where(Offer.accepted_case_key == Case.id).scalar_subquery()
+    row = (
+        await session.execute(
+            select(
+                Case.case_no,
+                Case.status,
+                Room.last_seq,
+                Room.borrower_muted_until,
+                Room.bank_muted_until,
+                accepted,
+            )
+            .select_from(Case)
+            .outerjoin(Room, Room.case_id == Case.id)
+            .where(Case.id == case_id)
+        )
+    ).one()
+    case_no, status, seq, borrower_until, bank_until, offer_id = row
+    return RoomState(case_no, status, int(seq or 0), borrower_until, bank_until, offer_id)
+
+
 async def last_seq(session: AsyncSession, *, case_id: str) -> int:
     """The room's newest seq (its counter moves only with a stored message)."""
     value = await session.scalar(select(Room.last_seq).where(Room.case_id == case_id))

@@ -81,6 +81,31 @@ async def test_bank_offer_accepted_by_borrower_is_the_deal(
     assert "session_started" in kinds and "session_agreed" in kinds
 
 
+async def test_a_party_who_comes_back_is_told_the_deal_the_mutes_and_the_last_seq(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host:
+        async with in_room(host, case_id, world) as (borrower, bank, mediator):
+            first = bank.welcome  # type: ignore[attr-defined]
+            assert first["accepted_offer_id"] is None and first["muted"] == {}
+            ack = await _propose(bank, installments=3)
+            offer = await borrower.expect(lambda f: f.get("kind") == "offer")
+            offer_id = offer["payload"]["offer_id"]
+            assert (await _answer(borrower, offer_id, "accept"))["type"] == "ack"
+            assert (await mediator.act("mute", party="bank", minutes=5))["type"] == "ack"
+            muted = await borrower.expect(
+                lambda f: (f.get("payload") or {}).get("event") == "muted"
+            )
+        async with joined(host, case_id, world.bank_demo) as again:
+            welcome = again.welcome  # type: ignore[attr-defined]
+    assert ack["seq"] < muted["seq"] < welcome["last_seq"]  # the left/joined records came after
+    assert welcome["case_no"] == first["case_no"] and welcome["status"] == "in_session"
+    assert welcome["accepted_offer_id"] == offer_id
+    assert set(welcome["muted"]) == {"bank"}
+    assert welcome["presence"]["bank"] == [first["you"]["name"]]
+
+
 async def test_mediator_proposal_needs_both_sides_and_one_decline_ends_it(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
