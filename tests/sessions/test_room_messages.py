@@ -5,6 +5,7 @@ import contextlib
 import json
 import shutil
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import Conflict
+from app.db import utcnow
+from app.errors import AppError, Conflict
 from app.sessions import service, writer
-from app.sessions.models import Message
+from app.sessions.models import Message, Room
 from app.sessions.rules import Side
 from tests.helpers import Actor, Backend, World
 from tests.sessions.helpers import (
@@ -300,7 +302,8 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
     """On SQLite the writer commits queued messages as one group: a refusal inside the group (a
-    retried client_msg_id, a case not in session) rolls back that message alone."""
+    retried client_msg_id, a muted sender, a case not in session) rolls back that message alone,
+    and the seq it had claimed goes to the next."""
     live = await live_case(client, env, world)
     waiting = await scheduled_case(client, env, world, who=world.bob)
     hub = env.app.state.hub
@@ -313,18 +316,25 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         )
 
     first = await hub.store(draft(live, borrower, "m-1"))
+    officer = service.Member(world.bank_demo.user_id, Side.BANK, "Officer")
+    async with env.session() as s, s.begin():
+        room = await s.get(Room, live)
+        assert room is not None
+        room.bank_muted_until = utcnow() + timedelta(minutes=5)
     groups_before = hub.writer.groups if hub.writer else 0
     outcomes = await asyncio.gather(
         hub.store(draft(live, borrower, "m-2")),
         hub.store(draft(live, borrower, "m-1")),  # a retry of a stored message
+        hub.store(draft(live, officer, "b-1")),  # muted in the joint channel
         hub.store(draft(waiting, stranger, "m-3")),  # its session has not started
         hub.store(draft(live, borrower, "m-4")),
         return_exceptions=True,
     )
     if hub.writer is not None:
-        assert hub.writer.groups == groups_before + 1  # the four shared one transaction
-    stored, retry, not_started, last = outcomes
+        assert hub.writer.groups == groups_before + 1  # the five shared one transaction
+    stored, retry, muted, not_started, last = outcomes
     assert isinstance(retry, IntegrityError)
+    assert isinstance(muted, AppError) and muted.code == "muted"
     assert isinstance(not_started, Conflict) and not_started.code == "session_not_in_progress"
     assert isinstance(stored, dict) and isinstance(last, dict)
     assert first["seq"] == 2  # 1 is 'started'
@@ -343,6 +353,7 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         assert rows.all() == sorted(
             [("m-1", 2), ("m-2", stored["seq"]), ("m-4", last["seq"])], key=lambda r: r[1]
         )
+        assert await s.scalar(select(Room.last_seq).where(Room.case_id == live)) == 4
 
 
 async def test_presence_is_stored_from_the_waiting_room_on_and_shares_the_texts_group(
