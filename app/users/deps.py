@@ -78,9 +78,7 @@ async def resolve_token(
         claims = security.decode_token(settings.secret_key, token)
     except security.InvalidToken:
         return None
-    if await service.is_revoked(session, jti=claims.jti):
-        return None
-    user = await session.get(User, claims.sub)
+    user = await service.signed_in_user(session, user_id=claims.sub, jti=claims.jti)
     if user is None or not user.is_active or user.role != claims.role:
         return None
     return Auth(user=user, claims=claims, via_cookie=via_cookie)
