@@ -107,10 +107,15 @@ def created_column() -> Mapped[datetime]:
 
 def dialect_insert(session: AsyncSession) -> Any:
     """The backend's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL have it)."""
+    return insert_for(session.get_bind().dialect.name)
+
+
+def insert_for(dialect_name: str) -> Any:
+    """`dialect_insert` for a statement built before any session, by the dialect's name."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if dialect_name == "postgresql" else sqlite_insert
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:

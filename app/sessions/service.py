@@ -12,14 +12,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, bindparam, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
 from app.cases.models import Case
 from app.cases.states import Status, transition
-from app.db import dialect_insert, new_id, utcnow
+from app.db import dialect_insert, insert_for, new_id, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI
 from app.repayment import plans
@@ -183,12 +181,12 @@ INSERT_MESSAGE = _MESSAGES.insert()
 def _claim_open(dialect_name: str) -> UpdateBase:
     """The next seq of a room that is open (waiting or in session), the room made if need be;
     no row when the case is not open. One statement, as every join and departure takes it."""
-    insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+    insert = insert_for(dialect_name)
     is_open = select(Case.id, literal(1)).where(
         Case.id == bindparam("room_case_id"),
         or_(*(Case.status == status for status in sorted(OPEN_STATUSES))),
     )
-    return (
+    claim: UpdateBase = (
         insert(_ROOM)
         .from_select(["case_id", "last_seq"], is_open)
         .on_conflict_do_update(
@@ -196,6 +194,7 @@ def _claim_open(dialect_name: str) -> UpdateBase:
         )
         .returning(*_CLAIMED)
     )
+    return claim
 
 
 def _claim_live(conn: Connection, case_id: str) -> Claim:
@@ -208,8 +207,7 @@ def live_claim(case_id: str, row: Sequence[Any] | None) -> Claim:
     """The claim from a row of `CLAIM_LIVE` (seq and mutes), or 409 when it matched no room."""
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
-    seq, borrower_until, bank_until = row
-    return Claim(case_id, seq, borrower_until, bank_until)
+    return Claim(case_id, *row)
 
 
 async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
@@ -340,9 +338,8 @@ def draft_values(draft: Draft, claimed: Sequence[Any] | None) -> dict[str, Any]:
         return text_values(live_claim(draft.case_id, claimed), draft)
     if claimed is None:
         raise Conflict("The session is not open", code="session_not_open")
-    seq, borrower_until, bank_until = claimed
     return message_values(
-        Claim(draft.case_id, seq, borrower_until, bank_until),
+        Claim(draft.case_id, *claimed),
         who=draft.who,
         channel=JOINT,
         kind="system",
