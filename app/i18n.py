@@ -36,6 +36,12 @@ def pick_locale(cookie_value: str | None) -> str:
     return cookie_value if cookie_value in LOCALES else DEFAULT_LOCALE
 
 
+def label(text: str, locale: str) -> str:
+    """Text followed by the colon of its language, ready for the value: Chinese takes the
+    full-width colon, which needs no space after it."""
+    return f"{text}：" if locale == "zh_CN" else f"{text}: "
+
+
 def format_fen(amount_fen: int | None) -> str:
     """¥1,234.56 in both languages (Babel's English form, CN¥, reads oddly here)."""
     if amount_fen is None:

@@ -9,6 +9,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from app import i18n, security
 from app.config import Settings
@@ -21,8 +23,15 @@ ANON_CSRF_COOKIE = "hejie_csrf"
 def templates() -> Jinja2Templates:
     tpl = Jinja2Templates(directory=str(FRONTEND_DIR / "templates"))
     tpl.env.filters["local_time"] = i18n.format_local_time
+    tpl.env.filters["label"] = _label
     tpl.env.globals["LOCALES"] = i18n.LOCALES
     return tpl
+
+
+@pass_context
+def _label(context: Context, text: str) -> str:
+    """A label before its value: `备案编号：` in Chinese, `Filing number:` in English."""
+    return i18n.label(text, context.get("locale", i18n.DEFAULT_LOCALE))
 
 
 def request_locale(request: Request) -> str:

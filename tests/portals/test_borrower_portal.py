@@ -69,7 +69,11 @@ async def test_sign_in_happy_path_creates_the_borrower(
 ) -> None:
     code_page = await request_code(client, NEW_PHONE)
     assert code_page.status_code == 200
-    assert "137****0099" in code_page.text
+    # One Chinese sentence, its punctuation Chinese, the number masked and set apart.
+    assert (
+        '6 位验证码已发送至 <strong class="mono">137****0099</strong>，10 分钟内有效。'
+        in code_page.text
+    )
     assert NEW_PHONE not in code_page.text.replace(f'value="{NEW_PHONE}"', "")
     assert accessibility_problems(code_page.text) == []
     messages = await outbox_messages(env, NEW_PHONE)
@@ -105,6 +109,17 @@ async def test_sign_in_happy_path_creates_the_borrower(
     assert phone_of(env.settings, users[0]) == NEW_PHONE
     # The code was used up.
     assert all(c.used_at is not None for c in await sms_codes(env))
+
+
+async def test_the_code_step_reads_as_an_english_sentence_when_english_is_chosen(
+    client: httpx.AsyncClient, env: Backend
+) -> None:
+    client.cookies.set(LANG_COOKIE, "en")
+    code_page = await request_code(client, NEW_PHONE)
+    assert (
+        'We sent a 6-digit code to <strong class="mono">137****0099</strong>. '
+        "It is valid for 10 minutes." in code_page.text
+    )
 
 
 async def test_phone_may_be_typed_with_spaces_and_country_code(

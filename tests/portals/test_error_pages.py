@@ -60,6 +60,7 @@ async def test_an_unknown_address_is_a_styled_page_in_the_readers_language(
     assert r.status_code == 404
     assert '<html lang="en">' in r.text
     assert heading(r.text) == "Page not found"
+    assert "Error code: <code>not_found</code>" in r.text
     assert '<a href="/" class="button">Home</a>' in r.text
 
     # The API keeps answering in JSON, whatever the language.
@@ -76,7 +77,8 @@ async def test_a_case_that_cannot_be_seen_leads_back_to_the_workspace(
     assert r.status_code == 404
     assert heading(r.text) == "页面不存在"
     assert '<a href="/borrower" class="button">进入我的工作台</a>' in r.text
-    assert "<code>case_not_found</code>" in r.text
+    # A label takes the colon of its language.
+    assert "错误代码：<code>case_not_found</code>" in r.text
     # The same through the API is JSON.
     r = await alice.get("/api/v1/cases/no-such-case", headers=world.alice.headers)
     assert r.status_code == 404

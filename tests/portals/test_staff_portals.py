@@ -389,7 +389,10 @@ async def test_bank_confirms_then_mediator_accepts_through_the_forms(
     assert (stored.days_overdue, stored.overdue_tier) == (45, "M2")
     assert stored.debt_confirmed_by == world.bank_demo.user_id
     page = await bank.get(bank_url)
-    assert "¥23,500.50" in page.text
+    # One Chinese phrase, Chinese punctuation, and "overdue 45 days" in Chinese word order.
+    assert (
+        "¥23,500.50 — 本金 ¥20,000.00，利息 ¥3,000.00，费用 ¥500.50；逾期 45 天（M2）" in page.text
+    )
     # The form stays for a correction, filled with what was confirmed.
     assert 'value="20000.00"' in page.text
 
@@ -401,6 +404,7 @@ async def test_bank_confirms_then_mediator_accepts_through_the_forms(
     assert r.status_code == 303
     page = await mediator.get(url)
     assert 'value="accept"' in page.text
+    assert "本金 ¥20,000.00，利息 ¥3,000.00，费用 ¥500.50；逾期 45 天（M2）" in page.text
     r = await mediator.post(
         f"{url}/review", data={"csrf_token": token, "decision": "accept", "reason": "材料齐全"}
     )
