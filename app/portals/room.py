@@ -171,6 +171,7 @@ CLIENT_ERRORS = {
     "waiver_negative": N_("The waiver cannot be negative."),
     "invalid_terms": N_("The plan is incomplete; check every field."),
     "not_integer": N_("The plan is incomplete; check every field."),
+    "number_too_large": N_("A number in the plan is far too large; check every field."),
     "debt_not_confirmed": N_("The bank has not confirmed the debt yet."),
     "offer_already_accepted": N_("An offer has already been accepted."),
     "offer_not_open": N_("This offer is no longer open."),

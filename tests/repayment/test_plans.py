@@ -58,6 +58,8 @@ def test_debt_total() -> None:
         ({"total_fen": 1_100_000.0}, "not_integer"),
         ({"waiver_fen": "134567"}, "not_integer"),
         ({"deferral_months": False}, "not_integer"),
+        ({"total_fen": 1e40}, "number_too_large"),
+        ({"installments": -(2.0**63)}, "number_too_large"),
     ],
 )
 def test_each_rule_is_refused_with_its_code(changes: dict[str, object], code: str) -> None:

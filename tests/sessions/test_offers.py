@@ -165,6 +165,7 @@ async def test_invalid_plans_are_refused_with_every_reason(
             ({"deferral_months": 13}, "deferral_out_of_range"),
             ({"total_fen": 1.5e6}, "not_integer"),
             ({"installments": True}, "not_integer"),
+            ({"total_fen": 10**40}, "number_too_large"),  # an integer in the frame, too big
             ({"first_due": "next tuesday"}, "invalid_terms"),
         ]
         for overrides, code in cases:
