@@ -87,7 +87,9 @@ async def messages(
     case: PartyCase,
     user: CurrentUser,
     session: SessionDep,
-    since: Annotated[int, Query(ge=0, description="return messages after this seq")] = 0,
+    since: Annotated[
+        int, Query(ge=0, le=service.MAX_SEQ, description="return messages after this seq")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     reader = await service.member(session, case=case, user=user)
@@ -431,6 +433,18 @@ async def _handle(
         record, duplicate = await _write(hub, maker, conn, kind, frame, client_msg_id)
     except AppError as exc:
         conn.push(_error(exc.code, exc.message, client_msg_id=client_msg_id))
+        return
+    except Exception:
+        # A fault of ours, not of the frame. Its transaction was rolled back, so the sender may
+        # try again; the connection, and the rest of the conversation, go on.
+        log.exception("room action %r failed", kind)
+        conn.push(
+            _error(
+                "internal_error",
+                "the server could not do this; nothing was changed, try again",
+                client_msg_id=client_msg_id,
+            )
+        )
         return
     conn.push(
         {

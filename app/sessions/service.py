@@ -41,6 +41,9 @@ JOIN_EARLY = timedelta(minutes=10)
 MAX_TEXT_CHARS = 4000
 MAX_NOTE_CHARS = 1000
 MAX_MUTE_MINUTES = 60
+# The largest seq a room's counter can hold (a 64-bit integer in both databases): a number past it
+# names no message, and the databases refuse to compare with it.
+MAX_SEQ = 2**63 - 1
 OPEN_STATUSES = frozenset({Status.SCHEDULED, Status.IN_SESSION})
 
 
@@ -594,6 +597,8 @@ def _whole_seq(seq: object) -> int:
 
 async def _text_message(session: AsyncSession, *, case_id: str, seq: int) -> Message:
     """The room's text message with this seq, for the mediator's tools, or 404."""
+    if abs(seq) > MAX_SEQ:
+        raise NotFound("No text message with that number", code="message_not_found")
     target = await session.scalar(
         select(Message).where(Message.case_id == case_id, Message.seq == seq)
     )

@@ -102,8 +102,14 @@ async def test_history_is_in_order_and_pages_by_seq(
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     later = await _history(client, case_id, world.alice, since=seqs[2])
     assert [m["seq"] for m in later] == seqs[3:]
-    r = await client.get(f"/api/v1/cases/{case_id}/messages?since=-1", headers=world.alice.headers)
-    assert r.status_code == 422
+    for since in ("-1", str(2**63), "9" * 30):  # past 64 bits no database compares: still a 422
+        r = await client.get(
+            f"/api/v1/cases/{case_id}/messages?since={since}", headers=world.alice.headers
+        )
+        assert r.status_code == 422, (since, r.text)
+        assert r.json()["code"] == "invalid_input"
+    last = await _history(client, case_id, world.alice, since=2**63 - 1)
+    assert last == []
 
 
 async def test_reconnect_resumes_with_nothing_lost_and_nothing_doubled(
@@ -238,11 +244,58 @@ async def test_mediator_mutes_a_party_and_removes_a_message(
         assert (await bank.say("谢谢"))["type"] == "ack"
         for bad in ({"party": "judge", "minutes": 5}, {"party": "bank", "minutes": 600}):
             assert (await mediator.act("mute", **bad))["type"] == "error"
+        # A seq past 64 bits names no message (the databases cannot even compare with it).
+        await asyncio.sleep(1)  # the rate limit's window starts over
+        for seq, code in (
+            (2**63, "message_not_found"),
+            (2**64 - 1, "message_not_found"),
+            (-(2**63) - 1, "invalid_seq"),  # parsed as a float: not a whole number
+        ):
+            for tool in ("remove", "release"):
+                await asyncio.sleep(0.21)  # under the rate limit
+                refused = await mediator.act(tool, seq=seq)
+                assert refused["code"] == code, (tool, seq, refused)
     as_borrower = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
     assert as_borrower[rude["seq"]]["state"] == "removed"
     assert as_borrower[rude["seq"]]["body"] is None
     as_mediator = {m["seq"]: m for m in await _history(client, case_id, world.mediator)}
     assert as_mediator[rude["seq"]]["body"] == "你们都是吸血鬼"
+
+
+async def test_a_fault_in_an_action_is_answered_and_the_room_goes_on(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug of ours while doing an action: the sender is told, nothing is changed, and the
+    connection stays open for what follows."""
+    case_id = await live_case(client, env, world)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the remove tool")
+
+    async with (
+        serving(env.app) as host,
+        in_room(host, case_id, world) as (borrower, _bank, mediator),
+    ):
+        said = await borrower.say("这句话留着")
+        monkeypatch.setattr(service, "remove", broken)
+        refused = await mediator.act("remove", seq=said["seq"])
+        assert refused["code"] == "internal_error"
+        assert "nothing was changed" in refused["detail"]
+        monkeypatch.undo()
+        await mediator.send({"type": "ping"})
+        await mediator.expect(lambda f: f["type"] == "pong")
+        assert (await mediator.say("继续"))["type"] == "ack"
+    assert [r.getMessage() for r in caplog.records if r.name == "hejie.sessions"] == [
+        "room action 'remove' failed"
+    ]
+    history = {m["seq"]: m for m in await _history(client, case_id, world.alice)}
+    assert history[said["seq"]]["state"] == "delivered"
+    assert history[said["seq"]]["body"] == "这句话留着"
+    assert not [m for m in history.values() if m["kind"] == "removed"]
 
 
 async def test_rate_limit_size_cap_and_malformed_frames(
