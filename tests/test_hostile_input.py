@@ -4,6 +4,7 @@ import hashlib
 import io
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from app.cases.models import Case, Document
 from app.portals.common import yuan_to_fen
 from tests.helpers import ALICE_ID, Backend, World, application, apply, upload
+
+INT64_MAX = 2**63 - 1
 
 
 @pytest.mark.parametrize(
@@ -157,3 +160,44 @@ async def test_pdf_upload_still_works_after_the_guards(
         headers=world.alice.headers,
     )
     assert r.status_code == 201
+
+
+def _integers(schema: Any, components: dict[str, Any], where: str, seen: set[str]) -> list[str]:
+    """Every integer in a request's schema without an upper bound a database can hold."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _integers(components[name], components, f"{where}<{name}>", seen | {name})
+    found = []
+    # The document may carry the bound as a float, where 2**63 - 1 reads as 2**63.
+    if schema.get("type") == "integer" and schema.get("maximum", float("inf")) > float(INT64_MAX):
+        found.append(where)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            found += _integers(option, components, where, seen)
+    for name, prop in schema.get("properties", {}).items():
+        found += _integers(prop, components, f"{where}.{name}", seen)
+    if "items" in schema:
+        found += _integers(schema["items"], components, f"{where}[]", seen)
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += _integers(schema["additionalProperties"], components, f"{where}{{}}", seen)
+    return found
+
+
+async def test_every_integer_the_api_reads_is_bounded_to_64_bits(env: Backend) -> None:
+    """Past 64 bits neither database compares or stores a number: an unbounded integer in a
+    query or a body reached SQLite as an OverflowError, a 500 (`?since=` of the room's history
+    did). Each must be refused as a 422 by its schema instead."""
+    spec = env.app.openapi()
+    components = spec.get("components", {}).get("schemas", {})
+    unbounded = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            here = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                where = f"{here} {parameter['in']}:{parameter['name']}"
+                unbounded += _integers(parameter.get("schema", {}), components, where, set())
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                unbounded += _integers(content.get("schema", {}), components, here, set())
+    assert unbounded == []

@@ -17,6 +17,8 @@ compliance_router = APIRouter(prefix="/audit", tags=["audit"])
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 IdCursor = Annotated[str | None, Query(max_length=32, pattern=r"^[0-9a-f]{32}$")]
+# An event's seq: a 64-bit integer in both databases (past it, a cursor names nothing).
+SeqCursor = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 # Mediators see their own institution's view; administrators name the institution.
 ComplianceUser = Annotated[User, Depends(require_role(Role.MEDIATOR, Role.ADMIN))]
 InstitutionCode = Annotated[
@@ -74,7 +76,7 @@ async def institution_events(
     case_no: CaseNo = None,
     actor_id: ActorId = None,
     limit: Limit = 50,
-    cursor: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
+    cursor: SeqCursor = None,
 ) -> AuditEventPage:
     """Audit events about the institution's cases and its mediators, newest first."""
     found = await service.compliance_institution(session, user=user, code=institution)
@@ -84,6 +86,6 @@ async def institution_events(
         case_no=case_no,
         actor_id=actor_id,
         limit=limit,
-        cursor=int(cursor) if cursor else None,
+        cursor=cursor,
     )
     return AuditEventPage(items=items, next_cursor=next_cursor)

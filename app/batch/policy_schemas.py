@@ -22,6 +22,9 @@ Tier = Literal["M1", "M2", "M3"]
 Band = Literal["small", "medium", "large"]
 Reason = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(free_text)]
 Note = Annotated[str, Field(max_length=1000), AfterValidator(free_text)]
+# Any number a 64-bit column holds goes on to the plan engine, which says what is wrong with it;
+# past that no database compares it, and the schema refuses it.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class PolicyWrite(BaseModel):
@@ -117,11 +120,11 @@ class InvitationRead(BaseModel):
 class TermsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    total_fen: StrictInt
-    waiver_fen: StrictInt
-    installments: StrictInt
+    total_fen: Int64
+    waiver_fen: Int64
+    installments: Int64
     first_due: date
-    deferral_months: StrictInt = 0
+    deferral_months: Int64 = 0
 
 
 class AcceptInvitation(BaseModel):
@@ -129,7 +132,7 @@ class AcceptInvitation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    plan: Annotated[StrictInt, Field(ge=0)] | TermsIn
+    plan: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | TermsIn
     consent: Consent
     hardship_reason: HardshipReason
     hardship_detail: Note | None = None

@@ -115,6 +115,12 @@ async def test_its_security_events_include_a_refusal_on_its_case_and_its_mediato
         await events(client, world.mediator, limit=1, cursor=page.json()["next_cursor"])
     )
     assert older["seq"] == refused["seq"]
+    # A cursor is a seq: past 64 bits it names no event and is refused, not looked up.
+    for cursor in ("9" * 19, str(2**63), "0"):
+        r = await events(client, world.mediator, cursor=cursor)
+        assert r.status_code == 422, (cursor, r.text)
+        assert r.json()["code"] == "invalid_input"
+    assert items(await events(client, world.mediator, cursor=str(2**63 - 1)))
 
 
 async def test_another_institution_sees_nothing_of_ours(
