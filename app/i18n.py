@@ -42,6 +42,11 @@ def label(text: str, locale: str) -> str:
     return f"{text}：" if locale == "zh_CN" else f"{text}: "
 
 
+def aside(text: str, locale: str) -> str:
+    """Text in parentheses of its language: Chinese takes the full-width ones."""
+    return f"（{text}）" if locale == "zh_CN" else f"({text})"
+
+
 def format_fen(amount_fen: int | None) -> str:
     """¥1,234.56 in both languages (Babel's English form, CN¥, reads oddly here)."""
     if amount_fen is None:

@@ -24,6 +24,7 @@ def templates() -> Jinja2Templates:
     tpl = Jinja2Templates(directory=str(FRONTEND_DIR / "templates"))
     tpl.env.filters["local_time"] = i18n.format_local_time
     tpl.env.filters["label"] = _label
+    tpl.env.filters["aside"] = _aside
     tpl.env.globals["LOCALES"] = i18n.LOCALES
     return tpl
 
@@ -32,6 +33,12 @@ def templates() -> Jinja2Templates:
 def _label(context: Context, text: str) -> str:
     """A label before its value: `备案编号：` in Chinese, `Filing number:` in English."""
     return i18n.label(text, context.get("locale", i18n.DEFAULT_LOCALE))
+
+
+@pass_context
+def _aside(context: Context, text: str) -> str:
+    """A remark in parentheses: `（北京时间）` in Chinese, `(Beijing time)` in English."""
+    return i18n.aside(text, context.get("locale", i18n.DEFAULT_LOCALE))
 
 
 def request_locale(request: Request) -> str:

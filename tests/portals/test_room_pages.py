@@ -76,6 +76,9 @@ async def test_each_party_gets_the_live_room(
         assert accessibility_problems(page) == []
         assert '<html lang="zh-CN">' in page
         assert "调解室" in page
+        # Remarks and labels take Chinese punctuation.
+        assert '<span class="muted">（北京时间）</span>' in page
+        assert "发送至：<span" in page
         # The offer form starts from the confirmed debt: ¥10,000.00 to repay, nothing waived.
         assert re.search(r'<input id="offer-total"[^>]* value="10000\.00"', page)
         assert re.search(r'<input id="offer-waiver"[^>]* value="0\.00"', page)
@@ -307,6 +310,8 @@ async def test_the_room_follows_the_language_switch(
     page = (await alice.get(url)).text
     assert '<html lang="en">' in page
     assert "Mediation room" in page and "Propose a repayment plan" in page
+    assert '<span class="muted">(Beijing time)</span>' in page
+    assert "Message to: <span" in page
     assert 'data-locale="en"' in page
     text = client_text(page)
     assert text["text"]["connecting"] == "Connecting to the room…"
