@@ -314,8 +314,11 @@ class Hub:
         room = self.rooms[conn.case_id]
         async with room.lock:
             async with self.sessionmaker() as session:
-                # A client that claims more than the room holds gets everything it can see.
-                after = min(after, await service.last_seq(session, case_id=conn.case_id))
+                # A client that claims more than the room holds gets everything it can see. What
+                # this instance has fanned out is committed, so a claim up to there needs no read
+                # (a join, after 0, never does).
+                if after > room.seen_seq:
+                    after = min(after, await service.last_seq(session, case_id=conn.case_id))
                 missed = await service.history(
                     session, case_id=conn.case_id, reader=conn.member, after=after, limit=None
                 )

@@ -135,6 +135,24 @@ async def test_reconnect_resumes_with_nothing_lost_and_nothing_doubled(
             assert seqs == sorted(set(seqs)) and min(seqs) > last_seen
 
 
+async def test_a_client_that_claims_more_than_the_room_holds_gets_what_comes_next(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """A resume `after` a seq the room never reached (a client's bug, or a room restored from a
+    backup) is taken as the room's newest: nothing is replayed, and later messages arrive."""
+    case_id = await live_case(client, env, world)
+    async with serving(env.app) as host, joined(host, case_id, world.bank_demo) as bank:
+        assert (await bank.say("之前"))["type"] == "ack"
+        async with joined(host, case_id, world.alice, after=None) as borrower:
+            await borrower.send({"type": "resume", "after": 10**6})
+            resumed = await borrower.expect(lambda f: f["type"] == "resumed")
+            assert resumed["last_seq"] == borrower.welcome["last_seq"]  # type: ignore[attr-defined]
+            later = await bank.say("之后")
+            delivered = await borrower.expect(lambda f: f.get("seq") == later["seq"])
+            assert delivered["body"] == "之后"
+            assert [m["body"] for m in borrower.messages()] == []  # nothing replayed before it
+
+
 async def test_a_retried_message_is_stored_once_and_acked_with_the_same_seq(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
