@@ -127,6 +127,10 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     cur.close()
 
 
+# The largest integer a BIGINT column holds in both databases. A number past it names no row: the
+# drivers refuse to even compare with it, so input is bounded to it before any query.
+INT64_MAX = 2**63 - 1
+
 # Connections the pool keeps open, and how many more it may open for a burst. SQLAlchemy's default
 # keeps 5 and closes every further one as soon as it is returned: under steady room traffic past
 # five at a time, each message on PostgreSQL then opened a connection of its own (a new server

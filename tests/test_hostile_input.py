@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from app.cases.models import Case, Document
+from app.db import INT64_MAX
 from app.portals.common import yuan_to_fen
 from tests.helpers import ALICE_ID, Backend, World, application, apply, upload
-
-INT64_MAX = 2**63 - 1
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from app.audit import service
 from app.audit.schemas import AccessPage, AuditEventPage, StaffAccessPage
 from app.cases.deps import OwnedCase
-from app.db import SessionDep
+from app.db import INT64_MAX, SessionDep
 from app.errors import CASE_ERRORS, error_responses
 from app.users.deps import require_role
 from app.users.models import Role, User
@@ -17,8 +17,8 @@ compliance_router = APIRouter(prefix="/audit", tags=["audit"])
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 IdCursor = Annotated[str | None, Query(max_length=32, pattern=r"^[0-9a-f]{32}$")]
-# An event's seq: a 64-bit integer in both databases (past it, a cursor names nothing).
-SeqCursor = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
+# An event's seq.
+SeqCursor = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
 # Mediators see their own institution's view; administrators name the institution.
 ComplianceUser = Annotated[User, Depends(require_role(Role.MEDIATOR, Role.ADMIN))]
 InstitutionCode = Annotated[

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from app.cases.schemas import Consent, Fen, HardshipReason
+from app.db import INT64_MAX
 from app.repayment.plans import MAX_DEFERRAL_MONTHS, MAX_INSTALLMENTS
 from app.validation import free_text
 
@@ -22,9 +23,9 @@ Tier = Literal["M1", "M2", "M3"]
 Band = Literal["small", "medium", "large"]
 Reason = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(free_text)]
 Note = Annotated[str, Field(max_length=1000), AfterValidator(free_text)]
-# Any number a 64-bit column holds goes on to the plan engine, which says what is wrong with it;
-# past that no database compares it, and the schema refuses it.
-Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+# Any number a BIGINT holds goes on to the plan engine, which says what is wrong with it; past that
+# the schema refuses it.
+Int64 = Annotated[StrictInt, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 
 
 class PolicyWrite(BaseModel):
@@ -132,7 +133,7 @@ class AcceptInvitation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    plan: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | TermsIn
+    plan: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] | TermsIn
     consent: Consent
     hardship_reason: HardshipReason
     hardship_detail: Note | None = None

@@ -7,6 +7,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from app.db import INT64_MAX
 from app.errors import Invalid
 from app.i18n import format_fen
 
@@ -60,10 +61,6 @@ def _is_date(value: object) -> bool:
     return isinstance(value, date) and not isinstance(value, datetime)
 
 
-# Past this, a number in a room frame cannot have been meant (and no longer parses as an int).
-TOO_LARGE = 2**63
-
-
 def problems(terms: PlanTerms, *, debt: Debt, today: date) -> list[tuple[str, str]]:
     """Every reason the terms are not a valid plan for this debt, as (code, English message)."""
     found: list[tuple[str, str]] = []
@@ -73,7 +70,7 @@ def problems(terms: PlanTerms, *, debt: Debt, today: date) -> list[tuple[str, st
         # bool is an int subclass, but True as an amount is a parsing bug, not a number.
         if isinstance(value, int) and not isinstance(value, bool):
             ints[field] = value
-        elif isinstance(value, float) and abs(value) >= TOO_LARGE:
+        elif isinstance(value, float) and abs(value) > INT64_MAX:
             # The room's JSON parser reads an integer beyond 64 bits as a float: the sender wrote
             # a whole number, just an absurd one.
             found.append(("number_too_large", f"{field} is too large."))

@@ -17,7 +17,7 @@ from sqlalchemy.sql.dml import UpdateBase
 
 from app.cases.models import Case
 from app.cases.states import Status, transition
-from app.db import dialect_insert, insert_for, new_id, utcnow
+from app.db import INT64_MAX, dialect_insert, insert_for, new_id, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from app.i18n import SHANGHAI
 from app.repayment import plans
@@ -41,9 +41,8 @@ JOIN_EARLY = timedelta(minutes=10)
 MAX_TEXT_CHARS = 4000
 MAX_NOTE_CHARS = 1000
 MAX_MUTE_MINUTES = 60
-# The largest seq a room's counter can hold (a 64-bit integer in both databases): a number past it
-# names no message, and the databases refuse to compare with it.
-MAX_SEQ = 2**63 - 1
+# The largest seq a room's counter can hold.
+MAX_SEQ = INT64_MAX
 OPEN_STATUSES = frozenset({Status.SCHEDULED, Status.IN_SESSION})
 
 
