@@ -14,6 +14,7 @@ from jinja2.runtime import Context
 
 from app import i18n, security
 from app.config import Settings
+from app.validation import mask_phone
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 ANON_CSRF_COOKIE = "hejie_csrf"
@@ -25,6 +26,7 @@ def templates() -> Jinja2Templates:
     tpl.env.filters["local_time"] = i18n.format_local_time
     tpl.env.filters["label"] = _label
     tpl.env.filters["aside"] = _aside
+    tpl.env.filters["mask_phone"] = mask_phone
     tpl.env.globals["LOCALES"] = i18n.LOCALES
     return tpl
 
