@@ -142,23 +142,18 @@ MAX_OVERFLOW = 10
 
 
 def make_engine(url: str) -> AsyncEngine:
+    sized: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
     if url.startswith("sqlite"):
         # An in-memory database is one connection's own: it has no pool to size.
-        in_memory = make_url(url).database in (None, "", ":memory:") or "mode=memory" in url
-        sized = {} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
+        if make_url(url).database in (None, "", ":memory:") or "mode=memory" in url:
+            sized = {}
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, hide_parameters=True, **sized
         )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     # hide_parameters: an error's text must not carry the row's values (names, phones) to logs.
-    return create_async_engine(
-        url,
-        pool_pre_ping=True,
-        hide_parameters=True,
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
-    )
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True, **sized)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
