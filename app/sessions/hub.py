@@ -25,6 +25,7 @@ from app.db import new_id
 from app.sessions import service
 from app.sessions.broker import Broker, broker_for
 from app.sessions.models import Room as RoomRow
+from app.sessions.pg_writer import PostgresWriter
 from app.sessions.rules import Side, view, view_key
 from app.sessions.writer import TextWriter
 from app.users.models import RevokedToken
@@ -220,8 +221,13 @@ class Hub:
         self.write_gate: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if sqlite else contextlib.nullcontext()
         )
-        # Text messages, the bulk of the writes, are stored in groups on SQLite (see writer.py).
-        self.writer = TextWriter(bind.url, self.write_gate) if bind is not None and sqlite else None
+        # Text messages and presence, the bulk of the writes, are stored in groups (writer.py on
+        # SQLite, pg_writer.py on PostgreSQL through asyncpg).
+        self.writer: TextWriter | PostgresWriter | None = None
+        if bind is not None and sqlite:
+            self.writer = TextWriter(bind.url, self.write_gate)
+        elif bind is not None and bind.dialect.driver == "asyncpg":
+            self.writer = PostgresWriter(bind)
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}

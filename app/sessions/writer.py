@@ -33,7 +33,8 @@ began back to the loop, in commit order. Nobody is told of a message before its 
 durability is FULL's, but the writer goes on committing while the disk is slow, and one sync covers
 everything committed meanwhile.
 
-PostgreSQL needs none of this: its rooms write concurrently, each serialised by its row lock.
+PostgreSQL has writers of its own (`pg_writer.py`): it groups its messages too, but it has no
+single-writer lock to queue for and syncs its own WAL.
 """
 
 import asyncio
@@ -44,12 +45,12 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.dml import UpdateBase
@@ -57,6 +58,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from app.db import sqlite_pragmas
 from app.errors import AppError
 from app.sessions import service
+from app.sessions.prepared import Prepared
 
 log = logging.getLogger("hejie.sessions")
 
@@ -102,40 +104,9 @@ def _writer_engine(url: URL) -> Engine:
     return engine
 
 
-Processor = Callable[[Any], Any] | None
-
-
-class _Prepared:
-    """A Core statement compiled once for the writer's dialect, run on the driver's cursor with
-    the same conversions (UTC times, JSON) SQLAlchemy applies to its parameters and results."""
-
-    def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str] = ()) -> None:
-        self._compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
-        self.sql = self._compiled.string
-        names = self._compiled.positiontup or []
-        if keys and not set(names) <= set(keys):
-            raise ValueError(f"parameters without values: {sorted(set(names) - set(keys))}")
-        binds = self._compiled.binds
-        self._params: list[tuple[str, Processor]] = [
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-        ]
-        self._results: list[Processor] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.exported_columns
-        ]
-
-    def run(self, cursor: sqlite3.Cursor, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        values = self._compiled.construct_params(dict(params))
-        cursor.execute(
-            self.sql, [values[n] if p is None else p(values[n]) for n, p in self._params]
-        )
-        return [
-            tuple(
-                value if p is None else p(value)
-                for p, value in zip(self._results, row, strict=True)
-            )
-            for row in cursor.fetchall()
-        ]
+def _execute(prepared: Prepared, cursor: sqlite3.Cursor, params: Mapping[str, Any]) -> list[Any]:
+    cursor.execute(prepared.sql, prepared.args(params))
+    return prepared.rows(cursor.fetchall())
 
 
 Settled = tuple[list[Pending], list[Outcome]]
@@ -262,8 +233,8 @@ class TextWriter:
         self._pooled: PoolProxiedConnection | None = None
         self._cursor: sqlite3.Cursor | None = None
         # Each claim statement (texts', presence's) compiled on first use; and the insert.
-        self._claims: dict[UpdateBase, _Prepared] = {}
-        self._insert: _Prepared | None = None
+        self._claims: dict[UpdateBase, Prepared] = {}
+        self._insert: Prepared | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -400,7 +371,7 @@ class TextWriter:
     def _store_one(self, cursor: sqlite3.Cursor, draft: service.Draft) -> Outcome:
         cursor.execute("SAVEPOINT message")
         try:
-            rows = self._claim(draft).run(cursor, {"room_case_id": draft.case_id})
+            rows = _execute(self._claim(draft), cursor, {"room_case_id": draft.case_id})
             values = service.draft_values(draft, rows[0] if rows else None)
             self._insert_message(cursor, values)
         except (AppError, sqlite3.IntegrityError) as exc:
@@ -413,21 +384,19 @@ class TextWriter:
         cursor.execute("RELEASE message")
         return service.record_of(values)
 
-    def _claim(self, draft: service.Draft) -> _Prepared:
+    def _claim(self, draft: service.Draft) -> Prepared:
         assert self._engine is not None
         statement = service.claim_statement(draft, self._engine.dialect.name)
         prepared = self._claims.get(statement)
         if prepared is None:
-            prepared = self._claims[statement] = _Prepared(statement, self._engine.dialect)
+            prepared = self._claims[statement] = Prepared(statement, self._engine.dialect)
         return prepared
 
     def _insert_message(self, cursor: sqlite3.Cursor, values: dict[str, Any]) -> None:
         if self._insert is None:
             assert self._engine is not None
-            self._insert = _Prepared(
-                service.INSERT_MESSAGE, self._engine.dialect, keys=list(values)
-            )
-        self._insert.run(cursor, values)
+            self._insert = Prepared(service.INSERT_MESSAGE, self._engine.dialect, keys=list(values))
+        _execute(self._insert, cursor, values)
 
     def _open(self) -> sqlite3.Cursor:
         self._engine = _writer_engine(self._url)

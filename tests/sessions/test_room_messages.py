@@ -372,9 +372,9 @@ async def test_actions_wait_for_resume(
 async def test_text_messages_stored_together_are_refused_one_by_one(
     client: httpx.AsyncClient, env: Backend, world: World
 ) -> None:
-    """On SQLite the writer commits queued messages as one group: a refusal inside the group (a
-    retried client_msg_id, a muted sender, a case not in session) rolls back that message alone,
-    and the seq it had claimed goes to the next."""
+    """The writer commits queued messages as one group (on either backend): a refusal inside the
+    group (a retried client_msg_id, a muted sender, a case not in session) rolls back that message
+    alone, and the seq it had claimed goes to the next."""
     live = await live_case(client, env, world)
     waiting = await scheduled_case(client, env, world, who=world.bob)
     hub = env.app.state.hub
@@ -392,7 +392,7 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         room = await s.get(Room, live)
         assert room is not None
         room.bank_muted_until = utcnow() + timedelta(minutes=5)
-    groups_before = hub.writer.groups if hub.writer else 0
+    groups_before = hub.writer.groups
     outcomes = await asyncio.gather(
         hub.store(draft(live, borrower, "m-2")),
         hub.store(draft(live, borrower, "m-1")),  # a retry of a stored message
@@ -401,20 +401,15 @@ async def test_text_messages_stored_together_are_refused_one_by_one(
         hub.store(draft(live, borrower, "m-4")),
         return_exceptions=True,
     )
-    if hub.writer is not None:
-        assert hub.writer.groups == groups_before + 1  # the five shared one transaction
+    assert hub.writer.groups == groups_before + 1  # the five shared one transaction
     stored, retry, muted, not_started, last = outcomes
     assert isinstance(retry, IntegrityError)
     assert isinstance(muted, AppError) and muted.code == "muted"
     assert isinstance(not_started, Conflict) and not_started.code == "session_not_in_progress"
     assert isinstance(stored, dict) and isinstance(last, dict)
     assert first["seq"] == 2  # 1 is 'started'
-    if hub.writer is not None:
-        # One group keeps the order the messages were queued in.
-        assert [stored["seq"], last["seq"]] == [3, 4]
-    else:
-        # Each in its own transaction (PostgreSQL): they may commit in either order, no gap.
-        assert sorted([stored["seq"], last["seq"]]) == [3, 4]
+    # One group keeps the order the messages were queued in.
+    assert [stored["seq"], last["seq"]] == [3, 4]
     async with env.session() as s:
         rows = await s.execute(
             select(Message.client_msg_id, Message.seq)
@@ -442,14 +437,13 @@ async def test_presence_is_stored_from_the_waiting_room_on_and_shares_the_texts_
     first = await hub.store(service.PresenceDraft(waiting, alice, "joined"))
     assert (first["seq"], first["kind"], first["payload"]) == (1, "system", {"event": "joined"})
     assert first["sender"] == {"side": "borrower", "name": "Alice"}
-    groups_before = hub.writer.groups if hub.writer else 0
+    groups_before = hub.writer.groups
     arrived, said, gone = await asyncio.gather(
         hub.store(service.PresenceDraft(live, bob, "joined")),
         hub.store(joint_text(live, bob, "p-1", "到了")),
         hub.store(service.PresenceDraft(waiting, alice, "left")),
     )
-    if hub.writer is not None:
-        assert hub.writer.groups == groups_before + 1
+    assert hub.writer.groups == groups_before + 1
     assert gone["seq"] == 2 and gone["payload"] == {"event": "left"}
     assert sorted([arrived["seq"], said["seq"]]) == [2, 3]  # 1 is 'started'
 
@@ -484,8 +478,8 @@ async def test_the_writer_thread_hands_the_room_back_between_turns(
     """The thread stores group after group while messages keep coming, but gives the room's
     other writes a turn after `DRAIN_SECONDS`; each turn takes up what is still waiting."""
     hub = env.app.state.hub
-    if hub.writer is None:
-        pytest.skip("PostgreSQL rooms have no writer thread")
+    if not isinstance(hub.writer, writer.TextWriter):
+        pytest.skip("the SQLite writer's thread")
     live = await live_case(client, env, world)
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     monkeypatch.setattr(writer, "DRAIN_SECONDS", 0.0)  # one group a turn
@@ -508,8 +502,8 @@ async def test_stopping_the_writer_refuses_what_it_has_not_taken(
     """A restart refuses the messages still waiting (the sender is told to retry); none is half
     stored."""
     hub = env.app.state.hub
-    if hub.writer is None:
-        pytest.skip("PostgreSQL rooms have no writer thread")
+    if not isinstance(hub.writer, writer.TextWriter):
+        pytest.skip("the SQLite writer's thread")
     live = await live_case(client, env, world)
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     async with hub.write_gate:  # an offer being stored: the writer waits its turn
@@ -540,8 +534,8 @@ async def test_sqlite_checkpoints_run_beside_the_writer(
     """The writer's connection leaves checkpoints to a thread of their own, which copies the
     messages from the WAL into the database file while they keep coming."""
     hub = env.app.state.hub
-    if hub.writer is None:
-        pytest.skip("PostgreSQL rooms have no writer thread")
+    if not isinstance(hub.writer, writer.TextWriter):
+        pytest.skip("the SQLite writer's thread")
     monkeypatch.setattr(writer, "CHECKPOINT_SECONDS", 0.0)
     live = await live_case(client, env, world)
     borrower = service.Member(world.alice.user_id, Side.BORROWER, "Alice")

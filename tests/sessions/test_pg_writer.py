@@ -1,0 +1,164 @@
+"""The PostgreSQL room writer: a group that fails is refused whole, and groups never deadlock."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from app.errors import AppError
+from app.sessions import service
+from app.sessions.hub import Hub
+from app.sessions.models import Message, Room
+from app.sessions.pg_writer import PostgresWriter
+from app.sessions.rules import Side
+from tests.helpers import Backend, World
+from tests.sessions.helpers import joint_text, live_case
+
+StoreOne = Callable[[Any, service.Draft, bool], Awaitable[Any]]
+
+
+def _writer(env: Backend) -> PostgresWriter:
+    hub: Hub = env.app.state.hub
+    if not isinstance(hub.writer, PostgresWriter):
+        pytest.skip("PostgreSQL's writer")
+    return hub.writer
+
+
+async def _texts(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
+    async with env.session() as s:
+        rows = await s.execute(
+            select(Message.client_msg_id, Message.seq)
+            .where(Message.case_id == case_id, Message.kind == "text")
+            .order_by(Message.seq)
+        )
+        return [(r.client_msg_id, r.seq) for r in rows]
+
+
+async def _terminate(env: Backend, pid: int) -> None:
+    """End a server process as an administrator (or a crash) would, and wait until it has gone."""
+    async with env.session() as s:
+        await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(500):
+            gone = await s.scalar(
+                text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            )
+            await s.rollback()  # a fresh snapshot of the activity each time
+            if gone:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"server process {pid} did not end")
+
+
+async def test_a_group_whose_connection_dies_is_refused_whole_and_the_writer_reconnects(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server ends the writer's connection in the middle of a group: every message of the
+    group is refused with `retry` and none of it is stored (not even the one stored before the
+    fault, in the same transaction); the next message is stored on a new connection."""
+    writer = _writer(env)
+    live = await live_case(client, env, world)
+    alice = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    assert (await writer.store(joint_text(live, alice, "w-1", "第一句")))["seq"] == 2
+
+    original: StoreOne = writer._store_one
+    calls = 0
+
+    async def cut_off(driver: Any, draft: service.Draft, careful: bool) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first message of the group is stored, not yet committed
+            await _terminate(env, driver.get_server_pid())
+        return await original(driver, draft, careful)
+
+    monkeypatch.setattr(writer, "_store_one", cut_off)
+    caplog.set_level(logging.WARNING, logger="hejie.sessions")
+    outcomes = await asyncio.gather(
+        *(writer.store(joint_text(live, alice, f"w-{n}", f"秘密 {n}")) for n in (2, 3, 4)),
+        return_exceptions=True,
+    )
+    assert calls == 2
+    assert all(isinstance(o, AppError) and o.code == "retry" for o in outcomes), outcomes
+    assert await _texts(env, live) == [("w-1", 2)]
+    async with env.session() as s:
+        assert await s.scalar(select(Room.last_seq).where(Room.case_id == live)) == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "hejie.sessions"]
+    assert logged and all("秘密" not in line for line in logged)
+
+    monkeypatch.undo()
+    resent = await writer.store(joint_text(live, alice, "w-2", "秘密 2"))
+    assert resent["seq"] == 3
+    assert await _texts(env, live) == [("w-1", 2), ("w-2", 3)]
+
+
+async def test_two_instances_groups_lock_rooms_in_one_order(
+    client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances' writers, each with a group for the same two rooms queued in opposite
+    orders, the second starting while the first holds its first room: both groups are stored.
+    (Locked in the order they were queued, the two would wait on each other until PostgreSQL
+    broke the deadlock by failing one of them.)"""
+    here = _writer(env)
+    there = PostgresWriter(env.app.state.engine)  # another instance on the same database
+    owner = {
+        await live_case(client, env, world): service.Member(
+            world.alice.user_id, Side.BORROWER, "Alice"
+        ),
+        await live_case(client, env, world, who=world.bob): service.Member(
+            world.bob.user_id, Side.BORROWER, "Bob"
+        ),
+    }
+    first, second = sorted(owner)
+
+    holding = asyncio.Event()  # `here` has stored its first message and holds that room
+    started = asyncio.Event()  # `there` has begun its group
+    here_store: StoreOne = here._store_one
+    there_store: StoreOne = there._store_one
+    here_calls = there_calls = 0
+
+    async def here_one(driver: Any, draft: service.Draft, careful: bool) -> Any:
+        nonlocal here_calls
+        here_calls += 1
+        result = await here_store(driver, draft, careful)
+        if here_calls == 1:
+            holding.set()
+            await started.wait()
+            await asyncio.sleep(0.2)  # `there` is now waiting on a room, or holding one
+        return result
+
+    async def there_one(driver: Any, draft: service.Draft, careful: bool) -> Any:
+        nonlocal there_calls
+        there_calls += 1
+        if there_calls == 1:
+            await holding.wait()
+            started.set()
+        return await there_store(driver, draft, careful)
+
+    monkeypatch.setattr(here, "_store_one", here_one)
+    monkeypatch.setattr(there, "_store_one", there_one)
+
+    def say(case_id: str, msg_id: str) -> service.TextDraft:
+        return joint_text(case_id, owner[case_id], msg_id, f"文字 {msg_id}")
+
+    try:
+        outcomes = await asyncio.gather(
+            here.store(say(first, "h-1")),
+            here.store(say(second, "h-2")),
+            there.store(say(second, "t-2")),
+            there.store(say(first, "t-1")),
+            return_exceptions=True,
+        )
+    finally:
+        await there.stop()
+    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    assert (here.groups, there.groups) >= (1, 1)
+    # Each room: 'started' is 1, then this instance's message, then the other's.
+    assert await _texts(env, first) == [("h-1", 2), ("t-1", 3)]
+    assert await _texts(env, second) == [("h-2", 2), ("t-2", 3)]
