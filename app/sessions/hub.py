@@ -227,7 +227,7 @@ class Hub:
         if bind is not None and sqlite:
             self.writer = TextWriter(bind.url, self.write_gate)
         elif bind is not None and bind.dialect.driver == "asyncpg":
-            self.writer = PostgresWriter(bind)
+            self.writer = PostgresWriter(bind.url)
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}

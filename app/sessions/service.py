@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, bindparam, literal, or_, select, update
+from sqlalchemy import BigInteger, Connection, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -145,7 +145,16 @@ class Claim:
 
 _ROOM = cast(Table, Room.__table__)
 _MESSAGES = cast(Table, Message.__table__)
-_CLAIMED = (_ROOM.c.last_seq, _ROOM.c.borrower_muted_until, _ROOM.c.bank_muted_until)
+# A claim's row: Claim's fields, in order.
+_CLAIMED = (
+    _ROOM.c.case_id,
+    _ROOM.c.last_seq,
+    _ROOM.c.borrower_muted_until,
+    _ROOM.c.bank_muted_until,
+)
+# How many seqs a claim takes: one, unless a writer claims a room's run of messages together
+# (`claimed_in_turn`).
+CLAIM_COUNT = bindparam("claim_count", 1, type_=BigInteger)
 
 
 async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
@@ -159,8 +168,7 @@ async def _claim_seq(session: AsyncSession, case_id: str) -> Claim:
         )
         .returning(*_CLAIMED)
     )
-    seq, borrower_until, bank_until = (await (await session.connection()).execute(stmt)).one()
-    return Claim(case_id, seq, borrower_until, bank_until)
+    return Claim(*(await (await session.connection()).execute(stmt)).one())
 
 
 # Built once: every message in a session runs these two, and a statement object that is reused
@@ -173,7 +181,7 @@ CLAIM_LIVE = (
         .where(Case.id == bindparam("room_case_id"), Case.status == Status.IN_SESSION)
         .exists(),
     )
-    .values(last_seq=_ROOM.c.last_seq + 1)
+    .values(last_seq=_ROOM.c.last_seq + CLAIM_COUNT)
     .returning(*_CLAIMED)
 )
 INSERT_MESSAGE = _MESSAGES.insert()
@@ -184,7 +192,7 @@ def _claim_open(dialect_name: str) -> UpdateBase:
     """The next seq of a room that is open (waiting or in session), the room made if need be;
     no row when the case is not open. One statement, as every join and departure takes it."""
     insert = insert_for(dialect_name)
-    is_open = select(Case.id, literal(1)).where(
+    is_open = select(Case.id, CLAIM_COUNT).where(
         Case.id == bindparam("room_case_id"),
         or_(*(Case.status == status for status in sorted(OPEN_STATUSES))),
     )
@@ -192,7 +200,7 @@ def _claim_open(dialect_name: str) -> UpdateBase:
         insert(_ROOM)
         .from_select(["case_id", "last_seq"], is_open)
         .on_conflict_do_update(
-            index_elements=[_ROOM.c.case_id], set_={"last_seq": _ROOM.c.last_seq + 1}
+            index_elements=[_ROOM.c.case_id], set_={"last_seq": _ROOM.c.last_seq + CLAIM_COUNT}
         )
         .returning(*_CLAIMED)
     )
@@ -202,14 +210,14 @@ def _claim_open(dialect_name: str) -> UpdateBase:
 def _claim_live(conn: Connection, case_id: str) -> Claim:
     """The next seq of a room whose session is in progress, or 409; one statement, as every
     message in a session takes this path."""
-    return live_claim(case_id, conn.execute(CLAIM_LIVE, {"room_case_id": case_id}).one_or_none())
+    return live_claim(conn.execute(CLAIM_LIVE, {"room_case_id": case_id}).one_or_none())
 
 
-def live_claim(case_id: str, row: Sequence[Any] | None) -> Claim:
-    """The claim from a row of `CLAIM_LIVE` (seq and mutes), or 409 when it matched no room."""
+def live_claim(row: Sequence[Any] | None) -> Claim:
+    """The claim from a row of `CLAIM_LIVE`, or 409 when it matched no room."""
     if row is None:
         raise Conflict("The session is not in progress", code="session_not_in_progress")
-    return Claim(case_id, *row)
+    return Claim(*row)
 
 
 async def _claim_live_seq(session: AsyncSession, case_id: str) -> Claim:
@@ -337,16 +345,23 @@ def claim_statement(draft: Draft, dialect_name: str) -> UpdateBase:
 def draft_values(draft: Draft, claimed: Sequence[Any] | None) -> dict[str, Any]:
     """The row of a drafted message from its claim statement's row (None: it matched no room)."""
     if isinstance(draft, TextDraft):
-        return text_values(live_claim(draft.case_id, claimed), draft)
+        return text_values(live_claim(claimed), draft)
     if claimed is None:
         raise Conflict("The session is not open", code="session_not_open")
     return message_values(
-        Claim(draft.case_id, *claimed),
+        Claim(*claimed),
         who=draft.who,
         channel=JOINT,
         kind="system",
         payload={"event": draft.event},
     )
+
+
+def claimed_in_turn(row: Sequence[Any], count: int) -> list[tuple[Any, ...]]:
+    """The claim rows of `count` messages from one claim of `count` seqs (`CLAIM_COUNT`): the
+    room's last seq is the last message's."""
+    case_id, last_seq, *mutes = row
+    return [(case_id, last_seq - count + n, *mutes) for n in range(1, count + 1)]
 
 
 def store(conn: Connection, draft: Draft) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def _execute(prepared: Prepared, cursor: sqlite3.Cursor, params: Mapping[str, An
 Settled = tuple[list[Pending], list[Outcome]]
 
 
-def _settle(groups: list[Settled]) -> None:
+def settle(groups: list[Settled]) -> None:
+    """(On the app's loop.) Answer each message's sender with its outcome."""
     for group, outcomes in groups:
         for (_, future), outcome in zip(group, outcomes, strict=True):
             if future.done():  # the sender went away meanwhile
@@ -125,7 +126,7 @@ def _settle(groups: list[Settled]) -> None:
 
 def _hand_back(loop: asyncio.AbstractEventLoop, groups: list[Settled]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-        loop.call_soon_threadsafe(_settle, groups)
+        loop.call_soon_threadsafe(settle, groups)
 
 
 def _unsynced(outcome: Outcome) -> Outcome:

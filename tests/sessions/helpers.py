@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import select, update
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.db import utcnow
 from app.scheduling.models import Appointment
 from app.sessions import service
+from app.sessions.models import Message
 from tests.helpers import ALICE_ID, BOB_ID, Actor, Backend, World
 from tests.scheduling.helpers import accepted_case, book, local, offer, span
 
@@ -182,3 +183,14 @@ def joint_text(
     return service.draft_text(
         case_id=case_id, who=who, channel="joint", text=text, client_msg_id=client_msg_id
     )
+
+
+async def committed_texts(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
+    """The room's text messages another connection reads (committed): (client_msg_id, seq)."""
+    async with env.session() as s:
+        rows = await s.execute(
+            select(Message.client_msg_id, Message.seq)
+            .where(Message.case_id == case_id, Message.kind == "text")
+            .order_by(Message.seq)
+        )
+        return [(r[0], r[1]) for r in rows.all()]

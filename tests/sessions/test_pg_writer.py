@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,13 +13,14 @@ from sqlalchemy import select, text
 from app.errors import AppError
 from app.sessions import service
 from app.sessions.hub import Hub
-from app.sessions.models import Message, Room
-from app.sessions.pg_writer import PostgresWriter
+from app.sessions.models import Room
+from app.sessions.pg_writer import PostgresWriter, _Undo
 from app.sessions.rules import Side
 from tests.helpers import Backend, World
-from tests.sessions.helpers import joint_text, live_case
+from tests.sessions.helpers import committed_texts, joint_text, live_case
 
-StoreOne = Callable[[Any, service.Draft, bool], Awaitable[Any]]
+StoreOne = Callable[[Any, service.Draft], Awaitable[Any]]
+Way = Callable[[Any, list[service.Draft], list[int]], Awaitable[Any]]
 
 
 def _writer(env: Backend) -> PostgresWriter:
@@ -26,16 +28,6 @@ def _writer(env: Backend) -> PostgresWriter:
     if not isinstance(hub.writer, PostgresWriter):
         pytest.skip("PostgreSQL's writer")
     return hub.writer
-
-
-async def _texts(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
-    async with env.session() as s:
-        rows = await s.execute(
-            select(Message.client_msg_id, Message.seq)
-            .where(Message.case_id == case_id, Message.kind == "text")
-            .order_by(Message.seq)
-        )
-        return [(r.client_msg_id, r.seq) for r in rows]
 
 
 async def _terminate(env: Backend, pid: int) -> None:
@@ -60,33 +52,34 @@ async def test_a_group_whose_connection_dies_is_refused_whole_and_the_writer_rec
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The server ends the writer's connection in the middle of a group: every message of the
-    group is refused with `retry` and none of it is stored (not even the one stored before the
-    fault, in the same transaction); the next message is stored on a new connection."""
+    """The server ends the writer's connection in the middle of a group's transaction: every
+    message of the group is refused with `retry`, none of it is stored, and the next message is
+    stored on a new connection."""
     writer = _writer(env)
     live = await live_case(client, env, world)
     alice = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
     assert (await writer.store(joint_text(live, alice, "w-1", "第一句")))["seq"] == 2
 
-    original: StoreOne = writer._store_one
-    calls = 0
+    original: Way = writer._store_together
+    app_loop = asyncio.get_running_loop()
+    cut = 0
 
-    async def cut_off(driver: Any, draft: service.Draft, careful: bool) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the first message of the group is stored, not yet committed
-            await _terminate(env, driver.get_server_pid())
-        return await original(driver, draft, careful)
+    async def cut_off(driver: Any, drafts: list[service.Draft], order: list[int]) -> Any:
+        nonlocal cut  # (on the writer's loop, in its thread, after the group's BEGIN)
+        cut += 1
+        ending = _terminate(env, driver.get_server_pid())
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ending, app_loop))
+        return await original(driver, drafts, order)
 
-    monkeypatch.setattr(writer, "_store_one", cut_off)
+    monkeypatch.setattr(writer, "_store_together", cut_off)
     caplog.set_level(logging.WARNING, logger="hejie.sessions")
     outcomes = await asyncio.gather(
         *(writer.store(joint_text(live, alice, f"w-{n}", f"秘密 {n}")) for n in (2, 3, 4)),
         return_exceptions=True,
     )
-    assert calls == 2
+    assert cut == 1  # one group
     assert all(isinstance(o, AppError) and o.code == "retry" for o in outcomes), outcomes
-    assert await _texts(env, live) == [("w-1", 2)]
+    assert await committed_texts(env, live) == [("w-1", 2)]
     async with env.session() as s:
         assert await s.scalar(select(Room.last_seq).where(Room.case_id == live)) == 2
     logged = [r.getMessage() for r in caplog.records if r.name == "hejie.sessions"]
@@ -95,7 +88,7 @@ async def test_a_group_whose_connection_dies_is_refused_whole_and_the_writer_rec
     monkeypatch.undo()
     resent = await writer.store(joint_text(live, alice, "w-2", "秘密 2"))
     assert resent["seq"] == 3
-    assert await _texts(env, live) == [("w-1", 2), ("w-2", 3)]
+    assert await committed_texts(env, live) == [("w-1", 2), ("w-2", 3)]
 
 
 async def test_two_instances_groups_lock_rooms_in_one_order(
@@ -104,9 +97,11 @@ async def test_two_instances_groups_lock_rooms_in_one_order(
     """Two instances' writers, each with a group for the same two rooms queued in opposite
     orders, the second starting while the first holds its first room: both groups are stored.
     (Locked in the order they were queued, the two would wait on each other until PostgreSQL
-    broke the deadlock by failing one of them.)"""
+    broke the deadlock by failing one of them.) The groups are stored a message at a time, the
+    way a group with a refusal is, so that a writer can be held between its two rooms; stored
+    together, a group's claims go in the same order, in one round trip."""
     here = _writer(env)
-    there = PostgresWriter(env.app.state.engine)  # another instance on the same database
+    there = PostgresWriter(env.app.state.engine.url)  # another instance on the same database
     owner = {
         await live_case(client, env, world): service.Member(
             world.alice.user_id, Side.BORROWER, "Alice"
@@ -117,30 +112,36 @@ async def test_two_instances_groups_lock_rooms_in_one_order(
     }
     first, second = sorted(owner)
 
-    holding = asyncio.Event()  # `here` has stored its first message and holds that room
-    started = asyncio.Event()  # `there` has begun its group
+    # (Each writer runs on a loop of its own, in a thread of its own.)
+    holding = threading.Event()  # `here` has stored its first message and holds that room
+    started = threading.Event()  # `there` has begun its group
     here_store: StoreOne = here._store_one
     there_store: StoreOne = there._store_one
     here_calls = there_calls = 0
 
-    async def here_one(driver: Any, draft: service.Draft, careful: bool) -> Any:
+    async def here_one(driver: Any, draft: service.Draft) -> Any:
         nonlocal here_calls
         here_calls += 1
-        result = await here_store(driver, draft, careful)
+        result = await here_store(driver, draft)
         if here_calls == 1:
             holding.set()
-            await started.wait()
+            assert await asyncio.to_thread(started.wait, 10)
             await asyncio.sleep(0.2)  # `there` is now waiting on a room, or holding one
         return result
 
-    async def there_one(driver: Any, draft: service.Draft, careful: bool) -> Any:
+    async def there_one(driver: Any, draft: service.Draft) -> Any:
         nonlocal there_calls
         there_calls += 1
         if there_calls == 1:
-            await holding.wait()
+            assert await asyncio.to_thread(holding.wait, 10)
             started.set()
-        return await there_store(driver, draft, careful)
+        return await there_store(driver, draft)
 
+    async def one_by_one(*_: Any) -> Any:
+        raise _Undo
+
+    for writer in (here, there):
+        monkeypatch.setattr(writer, "_store_together", one_by_one)
     monkeypatch.setattr(here, "_store_one", here_one)
     monkeypatch.setattr(there, "_store_one", there_one)
 
@@ -160,5 +161,5 @@ async def test_two_instances_groups_lock_rooms_in_one_order(
     assert all(isinstance(o, dict) for o in outcomes), outcomes
     assert (here.groups, there.groups) >= (1, 1)
     # Each room: 'started' is 1, then this instance's message, then the other's.
-    assert await _texts(env, first) == [("h-1", 2), ("t-1", 3)]
-    assert await _texts(env, second) == [("h-2", 2), ("t-2", 3)]
+    assert await committed_texts(env, first) == [("h-1", 2), ("t-1", 3)]
+    assert await committed_texts(env, second) == [("h-2", 2), ("t-2", 3)]

@@ -559,3 +559,54 @@ async def test_sqlite_checkpoints_run_beside_the_writer(
         ).fetchone()[0]
     # All but at most the last few groups, whose checkpoint had not started yet.
     assert sent - 5 <= copied <= sent
+
+
+async def test_a_rooms_messages_stored_together_take_consecutive_seqs(
+    client: httpx.AsyncClient, env: Backend, world: World
+) -> None:
+    """One group with three messages for one room, two for another and one for a case with no
+    session: each room's messages take its next seqs in the order they came, and only the one
+    that could not be stored is refused."""
+    first = await live_case(client, env, world)
+    second = await live_case(client, env, world, who=world.bob)
+    nowhere = "0" * 32
+    hub = env.app.state.hub
+    alice = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    bob = service.Member(world.bob.user_id, Side.BORROWER, "Bob")
+    groups_before = hub.writer.groups
+    # PostgreSQL's writer falls back to a message at a time when storing together goes wrong:
+    # nothing here needs it.
+    one_by_one = getattr(hub.writer, "one_by_one", 0)
+    outcomes = await asyncio.gather(
+        hub.store(joint_text(first, alice, "a-1", "一")),
+        hub.store(joint_text(second, bob, "b-1", "一")),
+        hub.store(joint_text(first, alice, "a-2", "二")),
+        hub.store(joint_text(nowhere, alice, "w-1", "没有")),
+        hub.store(joint_text(second, bob, "b-2", "二")),
+        hub.store(joint_text(first, alice, "a-3", "三")),
+        return_exceptions=True,
+    )
+    assert hub.writer.groups == groups_before + 1
+    assert getattr(hub.writer, "one_by_one", 0) == one_by_one
+    a1, b1, a2, early, b2, a3 = outcomes
+    assert isinstance(early, Conflict) and early.code == "session_not_in_progress"
+    # 1 is each room's 'started'.
+    assert [o["seq"] for o in (a1, a2, a3)] == [2, 3, 4]  # type: ignore[index]
+    assert [o["seq"] for o in (b1, b2)] == [2, 3]  # type: ignore[index]
+    async with env.session() as s:
+        rows = await s.execute(
+            select(Message.case_id, Message.client_msg_id, Message.seq)
+            .where(Message.kind == "text")
+            .order_by(Message.case_id, Message.seq)
+        )
+        assert sorted(rows.all()) == sorted(
+            [
+                (first, "a-1", 2),
+                (first, "a-2", 3),
+                (first, "a-3", 4),
+                (second, "b-1", 2),
+                (second, "b-2", 3),
+            ]
+        )
+        last = await s.execute(select(Room.case_id, Room.last_seq))
+        assert dict(last.all()) == {first: 4, second: 3}

@@ -12,16 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.errors import AppError
 from app.sessions import service, writer
 from app.sessions.hub import Hub
-from app.sessions.models import Message
 from app.sessions.rules import Side
 from tests.helpers import Backend, World
-from tests.sessions.helpers import joint_text, live_case
+from tests.sessions.helpers import committed_texts, joint_text, live_case
 
 
 class HeldSync:
@@ -81,17 +79,6 @@ async def _live_room(client: httpx.AsyncClient, env: Backend, world: World) -> R
     return room
 
 
-async def _committed(env: Backend, case_id: str) -> list[tuple[str | None, int]]:
-    """What another connection reads: committed rows, synced or not."""
-    async with env.session() as s:
-        rows = await s.execute(
-            select(Message.client_msg_id, Message.seq)
-            .where(Message.case_id == case_id, Message.kind == "text")
-            .order_by(Message.seq)
-        )
-        return [(r[0], r[1]) for r in rows.all()]
-
-
 async def _until(condition: Callable[[], Any], within: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not condition():
@@ -110,14 +97,14 @@ async def test_a_message_is_handed_back_after_its_sync_and_later_ones_commit_mea
         first = asyncio.create_task(room.say("s-1", "第一句"))
         await _until(held.entered.is_set)
         # Committed (another connection reads it) but not handed back: its sync has not ended.
-        assert (await _committed(env, live))[-1] == ("s-1", 3)
+        assert (await committed_texts(env, live))[-1] == ("s-1", 3)
         assert not first.done()
         # The writer does not wait for the slow sync: the next message commits meanwhile, and
         # waits for a sync of its own.
         second = asyncio.create_task(room.say("s-2", "第二句"))
         rows: list[tuple[str | None, int]] = []
         for _ in range(200):
-            rows = await _committed(env, live)
+            rows = await committed_texts(env, live)
             if rows[-1][0] == "s-2":
                 break
             await asyncio.sleep(0.01)
@@ -150,7 +137,7 @@ async def test_a_failed_sync_tells_the_senders_to_send_again(
     assert refused.value.code == "retry"
     after = await asyncio.wait_for(room.say("f-2", "再来"), timeout=10)
     assert after["seq"] == 4
-    assert [m for m, _ in await _committed(env, room.case_id)] == ["first", "f-1", "f-2"]
+    assert [m for m, _ in await committed_texts(env, room.case_id)] == ["first", "f-1", "f-2"]
 
 
 async def test_stopping_the_writer_waits_for_the_sync_of_what_it_committed(
