@@ -146,6 +146,7 @@ CLIENT_TEXT = {
 CLIENT_ERRORS = {
     "session_not_in_progress": N_("The session is not in progress."),
     "internal_error": N_("Something went wrong on our side; nothing was changed. Try again."),
+    "retry": N_("The message could not be stored just now. Try again."),
     "signed_out": N_("Your sign-in has ended. Sign in again to rejoin the room."),
     "message_held": N_("A held message is not shown to anyone; there is nothing to remove."),
     "channel_forbidden": N_("You cannot write in this channel."),

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Browser, Locator, Page, ViewportSize, WebSocket, expect
 
 from app.i18n import SHANGHAI
+from app.sessions import service
 from app.users.deps import SESSION_COOKIE
 from tests.helpers import ROOT, Actor, Backend, World
-from tests.sessions.helpers import live_case, scheduled_case, serving
+from tests.sessions.helpers import committed_texts, live_case, scheduled_case, serving
 
 SHOTS = ROOT / "test-artifacts" / "room"  # kept after the run; git ignores it
 PHONE: ViewportSize = {"width": 375, "height": 812}
@@ -355,3 +358,48 @@ async def test_the_mediator_conducts_the_session(
             await borrower.shot("08-borrower-transcript-phone")
             for person in everyone:
                 assert person.errors == []
+
+
+async def test_a_message_the_server_could_not_store_is_sent_again_by_itself(
+    client: httpx.AsyncClient,
+    env: Backend,
+    world: World,
+    chromium: Browser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first try of the borrower's message is refused with `retry` (the server lost its
+    database connection for a moment): the page sends it again by itself, with the same id, and
+    it is stored and shown once, never marked as not sent."""
+    case_id = await live_case(client, env, world)
+    hub = env.app.state.hub
+    store = hub.store
+    refused: list[str] = []
+
+    async def refuse_the_first_text(draft: service.Draft) -> dict[str, Any]:
+        if isinstance(draft, service.TextDraft) and not refused:
+            refused.append(draft.client_msg_id)
+            raise service.not_stored()
+        return await store(draft)
+
+    monkeypatch.setattr(hub, "store", refuse_the_first_text)
+    async with serving(env.app) as host:
+        base = f"http://{host}"
+        async with (
+            room_page(
+                chromium, base, world.alice, f"/borrower/cases/{case_id}/room", viewport=PHONE
+            ) as borrower,
+            room_page(
+                chromium,
+                base,
+                world.mediator,
+                f"/mediator/cases/{case_id}/room",
+                viewport=DESKTOP,
+            ) as mediator,
+        ):
+            await borrower.say("信号不好，再发一次")
+            await expect(mediator.joint("信号不好，再发一次")).to_have_count(1)
+            await expect(borrower.joint("信号不好，再发一次")).to_have_count(1)
+            await expect(borrower.page.locator("#panel-joint li.msg.failed")).to_have_count(0)
+            assert borrower.errors == [] and mediator.errors == []
+    assert len(refused) == 1
+    assert [cid for cid, _ in await committed_texts(env, case_id)] == refused

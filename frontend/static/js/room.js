@@ -27,6 +27,7 @@
   var mySide = cfg.side;
   var isParty = mySide === 'borrower' || mySide === 'bank';
   var listSep = cfg.locale === 'en' ? ', ' : '、';
+  var RETRIES = 3; // times a message the server could not store is sent again by itself
 
   // --- small helpers ------------------------------------------------------------------------
 
@@ -336,6 +337,7 @@
     var entry = {
       frame: frame,
       sentOn: 0,
+      retries: 0,
       onAck: handlers && handlers.onAck,
       onFail: handlers && handlers.onFail,
     };
@@ -422,7 +424,9 @@
     }
     var entry = S.pending.get(frame.client_msg_id);
     if (!entry) return;
-    if (frame.code === 'rate_limited') {
+    // Too fast, or not stored (the server lost its database for a moment): the same frame again,
+    // which the server acks once whatever happened to the first try. `retry` a few times only.
+    if (frame.code === 'rate_limited' || (frame.code === 'retry' && ++entry.retries <= RETRIES)) {
       var wait = Math.max(0.2, Number(frame.retry_after) || 1) * 1000;
       setTimeout(function () {
         if (S.pending.get(frame.client_msg_id) === entry && sendFrame(entry.frame)) {
