@@ -16,12 +16,18 @@ from playwright.async_api import Browser, Locator, Page, ViewportSize, WebSocket
 from app.i18n import SHANGHAI
 from app.sessions import service
 from app.users.deps import SESSION_COOKIE
+from app.users.models import Role
 from tests.helpers import ROOT, Actor, Backend, World
 from tests.sessions.helpers import committed_texts, live_case, scheduled_case, serving
 
 SHOTS = ROOT / "test-artifacts" / "room"  # kept after the run; git ignores it
 PHONE: ViewportSize = {"width": 375, "height": 812}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PORTALS = {
+    Role.BORROWER: ("borrower", PHONE),
+    Role.BANK_STAFF: ("bank", DESKTOP),
+    Role.MEDIATOR: ("mediator", DESKTOP),
+}
 
 
 @dataclass
@@ -47,12 +53,14 @@ async def room_page(
     browser: Browser,
     base: str,
     who: Actor,
-    url: str,
+    case_id: str,
     *,
-    viewport: ViewportSize,
     timezone: str = "Asia/Shanghai",
 ) -> AsyncIterator[Person]:
-    """A browser of its own, signed in by the session cookie, on the room page and connected."""
+    """A browser of its own, signed in by the session cookie, on the case's room in its own
+    portal (the borrower's on a phone) and connected."""
+    portal, viewport = PORTALS[who.role]
+    url = f"/{portal}/cases/{case_id}/room"
     context = await browser.new_context(viewport=viewport, locale="zh-CN", timezone_id=timezone)
     try:
         await context.add_cookies([{"name": SESSION_COOKIE, "value": who.token, "url": base}])
@@ -82,24 +90,9 @@ async def test_three_people_mediate_in_their_browsers(
         base = f"http://{host}"
         async with (
             # The borrower's phone is set to another time zone: times must still be Beijing time.
-            room_page(
-                chromium,
-                base,
-                world.alice,
-                f"/borrower/cases/{case_id}/room",
-                viewport=PHONE,
-                timezone="Europe/London",
-            ) as borrower,
-            room_page(
-                chromium, base, world.bank_demo, f"/bank/cases/{case_id}/room", viewport=DESKTOP
-            ) as bank,
-            room_page(
-                chromium,
-                base,
-                world.mediator,
-                f"/mediator/cases/{case_id}/room",
-                viewport=DESKTOP,
-            ) as mediator,
+            room_page(chromium, base, world.alice, case_id, timezone="Europe/London") as borrower,
+            room_page(chromium, base, world.bank_demo, case_id) as bank,
+            room_page(chromium, base, world.mediator, case_id) as mediator,
         ):
             everyone = (borrower, bank, mediator)
             # Presence: each page lists the other two as here.
@@ -244,19 +237,9 @@ async def test_the_mediator_conducts_the_session(
     async with serving(env.app) as host:
         base = f"http://{host}"
         async with (
-            room_page(
-                chromium, base, world.alice, f"/borrower/cases/{case_id}/room", viewport=PHONE
-            ) as borrower,
-            room_page(
-                chromium, base, world.bank_demo, f"/bank/cases/{case_id}/room", viewport=DESKTOP
-            ) as bank,
-            room_page(
-                chromium,
-                base,
-                world.mediator,
-                f"/mediator/cases/{case_id}/room",
-                viewport=DESKTOP,
-            ) as mediator,
+            room_page(chromium, base, world.alice, case_id) as borrower,
+            room_page(chromium, base, world.bank_demo, case_id) as bank,
+            room_page(chromium, base, world.mediator, case_id) as mediator,
         ):
             everyone = (borrower, bank, mediator)
             # The waiting room: present, but nothing can be said until the mediator starts.
@@ -385,16 +368,8 @@ async def test_a_message_the_server_could_not_store_is_sent_again_by_itself(
     async with serving(env.app) as host:
         base = f"http://{host}"
         async with (
-            room_page(
-                chromium, base, world.alice, f"/borrower/cases/{case_id}/room", viewport=PHONE
-            ) as borrower,
-            room_page(
-                chromium,
-                base,
-                world.mediator,
-                f"/mediator/cases/{case_id}/room",
-                viewport=DESKTOP,
-            ) as mediator,
+            room_page(chromium, base, world.alice, case_id) as borrower,
+            room_page(chromium, base, world.mediator, case_id) as mediator,
         ):
             await borrower.say("信号不好，再发一次")
             await expect(mediator.joint("信号不好，再发一次")).to_have_count(1)
