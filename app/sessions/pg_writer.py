@@ -50,6 +50,12 @@ from app.sessions.writer import MAX_GROUP, Outcome, Pending, settle
 
 log = logging.getLogger("hejie.sessions")
 
+# A group taking longer than this is given up: its connection is dropped, its senders are told
+# to send again. A group takes milliseconds; one waiting this long is behind a lock that is not
+# being let go, or on a connection that hangs without failing, and every room's messages on this
+# instance would wait with it.
+GROUP_TIMEOUT_SECONDS = 10.0
+
 
 class _Undo(Exception):
     """A message was refused after claiming its seq: the group is stored again, with a savepoint
@@ -177,9 +183,10 @@ class PostgresWriter:
 
     async def _outcomes(self, drafts: list[service.Draft]) -> list[Outcome]:
         try:
-            return await self._store(drafts)
+            async with asyncio.timeout(GROUP_TIMEOUT_SECONDS):
+                return await self._store(drafts)
         except (
-            OSError,
+            OSError,  # (TimeoutError among them)
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
             # The connection's protocol in a state it cannot leave: a server that ended the

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 
 from app.errors import AppError
-from app.sessions import service
+from app.sessions import pg_writer, service
 from app.sessions.hub import Hub
 from app.sessions.models import Room
 from app.sessions.pg_writer import PostgresWriter, _Undo
@@ -163,3 +163,24 @@ async def test_two_instances_groups_lock_rooms_in_one_order(
     # Each room: 'started' is 1, then this instance's message, then the other's.
     assert await committed_texts(env, first) == [("h-1", 2), ("t-1", 3)]
     assert await committed_texts(env, second) == [("h-2", 2), ("t-2", 3)]
+
+
+async def test_a_group_that_waits_too_long_is_refused_and_the_writer_goes_on(
+    client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another transaction holds the room's row and does not let go: the group waiting for it
+    is given up after `GROUP_TIMEOUT_SECONDS` with `retry` and stores nothing, so the rooms of
+    the instance do not wait with it; once the row is free, the resend is stored."""
+    writer = _writer(env)
+    live = await live_case(client, env, world)
+    alice = service.Member(world.alice.user_id, Side.BORROWER, "Alice")
+    monkeypatch.setattr(pg_writer, "GROUP_TIMEOUT_SECONDS", 0.5)
+    async with env.session() as s, s.begin():
+        await s.execute(select(Room).where(Room.case_id == live).with_for_update())
+        # Within 5 s: without the writer's own limit the group would wait for the row forever.
+        with pytest.raises(AppError) as refused:
+            await asyncio.wait_for(writer.store(joint_text(live, alice, "x-1", "还在吗")), 5)
+        assert refused.value.code == "retry"
+    stored = await writer.store(joint_text(live, alice, "x-1", "还在吗"))
+    assert stored["seq"] == 2  # 1 is 'started'
+    assert await committed_texts(env, live) == [("x-1", 2)]
