@@ -852,7 +852,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         if args.db == "postgresql":
             from tests.pg import PostgresServer
 
-            pg = PostgresServer()
+            pg = PostgresServer(durable=args.pg_durable)
             await asyncio.to_thread(pg.start)
             database_url = pg.url
         env = _server_env(tmp / "data", secret, database_url)
@@ -1182,6 +1182,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--settle", type=float, default=2.0, help="wait before reading RSS (s)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--pg-durable",
+        action="store_true",
+        help="with --db postgresql: PostgreSQL's own durability (fsync, synchronous_commit and "
+        "full_page_writes on), as deployed, instead of the test suite's server that skips syncs",
+    )
     parser.add_argument("--data-dir", help="parent of the scratch directory (default: $TMPDIR)")
     parser.add_argument(
         "--wal-stall",
@@ -1195,6 +1201,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (db, logs)")
     parser.add_argument("--out", help="JSON file (default bench/results/chat-<timestamp>.json)")
     args = parser.parse_args(argv)
+    if args.pg_durable and args.db != "postgresql":
+        parser.error("--pg-durable is for --db postgresql")
     if args.duration is None:
         args.duration = 3.0 if args.quick else 10.0
     if args.patience is None:

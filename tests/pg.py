@@ -29,7 +29,10 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # The tests' server skips every sync (nothing it holds outlives the run); a durable one
+        # keeps PostgreSQL's own defaults, as deployed (the chat benchmark's --pg-durable).
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="hejie-pg-"))
         self.port = _free_port()
         self.url = f"postgresql+asyncpg://hejie@127.0.0.1:{self.port}/postgres"
@@ -57,9 +60,10 @@ class PostgresServer:
             "--no-sync",
         )
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=100"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             _binary("pg_ctl"),
             "-D",
