@@ -216,18 +216,20 @@ class Hub:
         self.broker: Broker = broker_for(redis_url, instance_id=self.instance_id)
         # SQLite has one writer at a time; queueing room writes here is fairer and faster than
         # each waiting on the file lock with back-off. PostgreSQL serialises per room by row lock.
-        bind = sessionmaker.kw.get("bind")
-        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        bind = sessionmaker.kw["bind"]
+        sqlite = bind.dialect.name == "sqlite"
         self.write_gate: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if sqlite else contextlib.nullcontext()
         )
         # Text messages and presence, the bulk of the writes, are stored in groups (writer.py on
-        # SQLite, pg_writer.py on PostgreSQL through asyncpg).
-        self.writer: TextWriter | PostgresWriter | None = None
-        if bind is not None and sqlite:
+        # SQLite, pg_writer.py on PostgreSQL through asyncpg, the two drivers the app runs on).
+        self.writer: TextWriter | PostgresWriter
+        if sqlite:
             self.writer = TextWriter(bind.url, self.write_gate)
-        elif bind is not None and bind.dialect.driver == "asyncpg":
+        elif bind.dialect.driver == "asyncpg":
             self.writer = PostgresWriter(bind.url)
+        else:
+            raise ValueError("rooms are stored on SQLite, or on PostgreSQL through asyncpg")
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}
@@ -255,8 +257,7 @@ class Hub:
             for conn in list(room.connections):
                 conn.close(1012, "server restarting; reconnect")
         await self.broker.stop()
-        if self.writer is not None:
-            await self.writer.stop()
+        await self.writer.stop()
 
     # Membership -----------------------------------------------------------------------------
 
@@ -306,12 +307,8 @@ class Hub:
         return True
 
     async def store(self, draft: service.Draft) -> dict[str, Any]:
-        """Store a checked text message, or a presence record, in a transaction of its own (or
-        of its group)."""
-        if self.writer is not None:
-            return await self.writer.store(draft)
-        async with self.sessionmaker() as session, session.begin():
-            return await (await session.connection()).run_sync(service.store, draft)
+        """Store a checked text message, or a presence record, in the transaction of its group."""
+        return await self.writer.store(draft)
 
     # Delivery -------------------------------------------------------------------------------
 
