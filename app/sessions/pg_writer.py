@@ -62,7 +62,9 @@ class _Undo(Exception):
     for each message (refusals are rare: a mute, a retry)."""
 
 
-_Way = Callable[[asyncpg.Connection, list[service.Draft], list[int]], Awaitable[list[Outcome]]]
+_Way = Callable[
+    [asyncpg.Connection, list[service.Draft], list[int]], Awaitable[list[Outcome | None]]
+]
 
 
 class _Statement:
@@ -212,7 +214,7 @@ class PostgresWriter:
             return await self._attempt(drafts, self._store_one_by_one)
 
     async def _attempt(self, drafts: list[service.Draft], way: "_Way") -> list[Outcome]:
-        """Store the group in one transaction, `way`."""
+        """Store the group in one transaction, `way` (which gives each message its outcome)."""
         driver = await self._connection()
         # Rooms are locked in one order by every group (see the module's doc); `sorted` is
         # stable, so a room's messages keep theirs.
@@ -226,37 +228,39 @@ class PostgresWriter:
                 with contextlib.suppress(Exception):
                     await driver.execute("ROLLBACK")
             raise
-        return outcomes
+        # (Every message has its outcome: the filter only tells the type so.)
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def _store_together(
         self, driver: asyncpg.Connection, drafts: list[service.Draft], order: list[int]
-    ) -> list[Outcome]:
+    ) -> list[Outcome | None]:
         """Each room's messages claim their seqs in one statement, the claims pipelined in one
         round trip (one per kind of claim: texts', presence's), then every row is inserted in
         one more. A message refused after its claim raises `_Undo`."""
         outcomes: list[Outcome | None] = [None] * len(drafts)
+        # A run: one room's messages in a row that take the same claim statement.
         runs = [
-            (statement, list(indices))
-            for statement, indices in itertools.groupby(
+            (case_id, statement, list(ids))
+            for (case_id, statement), ids in itertools.groupby(
                 order,
                 key=lambda i: (drafts[i].case_id, self._claim_statement(drafts[i])),
             )
         ]
         values: list[dict[str, Any]] = []
-        for statement, batch in itertools.groupby(runs, key=lambda run: run[0][1]):
-            batch_runs = list(batch)
+        for statement, batch in itertools.groupby(runs, key=lambda run: run[1]):
+            batch_runs = [(case_id, ids) for case_id, _, ids in batch]
             claim = await self._claim(driver, statement)
             claimed = claim.prepared.rows(
                 await claim.server.fetchmany(
                     [
                         claim.prepared.args({"room_case_id": case_id, "claim_count": len(ids)})
-                        for (case_id, _), ids in batch_runs
+                        for case_id, ids in batch_runs
                     ]
                 )
             )
             # A claim that matched no room returns no row; a batch's rooms are all different.
             by_room = {row[0]: row for row in claimed}
-            for (case_id, _), ids in batch_runs:
+            for case_id, ids in batch_runs:
                 row = by_room.get(case_id)
                 in_turn = service.claimed_in_turn(row, len(ids)) if row else [None] * len(ids)
                 for i, one in zip(ids, in_turn, strict=True):
@@ -274,11 +278,11 @@ class PostgresWriter:
                 await insert.server.executemany([insert.prepared.args(v) for v in values])
             except asyncpg.UniqueViolationError:  # a retried client_msg_id
                 raise _Undo from None
-        return [outcome for outcome in outcomes if outcome is not None]
+        return outcomes
 
     async def _store_one_by_one(
         self, driver: asyncpg.Connection, drafts: list[service.Draft], order: list[int]
-    ) -> list[Outcome]:
+    ) -> list[Outcome | None]:
         """Each message on its own, a savepoint each, so a refusal rolls back its message alone
         (a round trip more per message: only after `_Undo`)."""
         outcomes: list[Outcome | None] = [None] * len(drafts)
@@ -288,7 +292,7 @@ class PostgresWriter:
                 "RELEASE SAVEPOINT message; SAVEPOINT message" if n else "SAVEPOINT message"
             )
             outcomes[i] = await self._store_one(driver, drafts[i])
-        return [outcome for outcome in outcomes if outcome is not None]
+        return outcomes
 
     async def _store_one(self, driver: asyncpg.Connection, draft: service.Draft) -> Outcome:
         claim = await self._claim(driver, self._claim_statement(draft))
