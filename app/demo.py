@@ -6,7 +6,7 @@ Idempotent: running it again changes nothing and prints the same logins.
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,7 @@ from app.repayment import ledger
 from app.review import service as review
 from app.review.schemas import DebtConfirmation, Decision, IdentityCheck, Review
 from app.scheduling.models import Appointment, Slot
+from app.scheduling.service import DAY_CLOSES, DAY_OPENS
 from app.sessions import service as rooms
 from app.sessions.models import Offer
 from app.users import service as users
@@ -116,6 +117,17 @@ BORROWERS = (
 
 
 HOUR = timedelta(hours=1)
+
+
+def booked_start(now: datetime) -> datetime:
+    """The latest start, no later than `now`, of an hour that fits inside the hours sessions
+    are booked in (08:00-21:00 Asia/Shanghai): a demo loaded at night shows a session that
+    began at 20:00 and is still running, never one booked at 23:00."""
+    local = now.astimezone(SHANGHAI).replace(second=0, microsecond=0)
+    last = datetime.combine(local.date(), DAY_CLOSES, tzinfo=SHANGHAI) - HOUR
+    if local.time() < DAY_OPENS:
+        return (last - timedelta(days=1)).astimezone(UTC)
+    return min(local, last).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,7 @@ async def _live_case(
     await review.decide(
         session, settings, case=case, actor=mediator, data=Review(decision=Decision.ACCEPT)
     )
-    start = start or utcnow().replace(second=0, microsecond=0)
+    start = start or booked_start(utcnow())
     slot = Slot(case_id=case.id, mediator_id=mediator.id, start=start, end=start + HOUR)
     session.add(slot)
     await session.flush()
@@ -294,8 +306,7 @@ async def _filed_case(session: AsyncSession, settings: Settings, b: DemoBorrower
     The session and its accepted offer are written through the services; the signatures are
     recorded directly (their codes cannot be typed by a loader) and say so in their user agent.
     """
-    yesterday = utcnow().replace(second=0, microsecond=0) - timedelta(days=1)
-    case = await _live_case(session, settings, b, start=yesterday)
+    case = await _live_case(session, settings, b, start=booked_start(utcnow() - timedelta(days=1)))
     if case is None:
         return
     mediator = await users.get_by_username(session, username="mediator")

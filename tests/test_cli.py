@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +365,26 @@ def _sqlite_counts(hejie: Hejie) -> dict[str, int]:
         t.name: hejie.sql(f"SELECT count(*) FROM {t.name}")[0][0]
         for t in Base.metadata.sorted_tables
     }
+
+
+@pytest.mark.parametrize(
+    ("now_local", "start_local"),
+    [
+        ("2026-11-24 14:37:12", "2026-11-24 14:37"),  # the day: the session began just now
+        ("2026-11-24 08:00:00", "2026-11-24 08:00"),
+        ("2026-11-24 20:00:59", "2026-11-24 20:00"),
+        ("2026-11-24 20:30:00", "2026-11-24 20:00"),  # its hour would end after 21:00
+        ("2026-11-24 23:15:00", "2026-11-24 20:00"),  # quiet hours: the evening's last hour
+        ("2026-11-25 07:59:00", "2026-11-24 20:00"),
+    ],
+)
+def test_the_demo_books_its_sessions_inside_booking_hours(now_local: str, start_local: str) -> None:
+    """A demo loaded at night shows a session that began at 20:00 Asia/Shanghai and runs on,
+    not one booked inside quiet hours."""
+    now = datetime.fromisoformat(now_local).replace(tzinfo=SHANGHAI)
+    start = demo.booked_start(now)
+    assert start.tzinfo is not None and start.utcoffset() == timedelta(0)  # stored in UTC
+    assert f"{start.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" == start_local
 
 
 async def test_demo_is_complete_and_idempotent(demo_target: tuple[str, Hejie, str]) -> None:
