@@ -118,6 +118,15 @@ async def test_three_people_mediate_in_their_browsers(
             )
             await expect(stamp).to_have_text(f"{sent_at.astimezone(SHANGHAI):%H:%M}")
 
+            # The bank's officer types: the borrower sees it, until the message itself arrives
+            # (well before the typing line would lapse by itself, 4 s after the keystroke).
+            typing = borrower.page.locator("#room-typing")
+            await bank.page.locator("#room-text").press_sequentially("我们")
+            await expect(typing).to_contain_text("bank.demo")
+            await bank.say("我们可以考虑减免利息")
+            await expect(borrower.joint("我们可以考虑减免利息")).to_have_count(1)
+            await expect(typing).to_have_text("", timeout=1000)
+
             # 2. The borrower's caucus: the mediator is told of it on the tab and reads it; the
             # bank's page never holds it.
             await borrower.page.locator("#tab-caucus-borrower").click()

@@ -677,6 +677,7 @@
     }
     var p = m.payload || {};
     var node = null;
+    stopTyping(m);
     if (m.kind === 'text') {
       node = renderText(m);
       if (m.state === 'held' && mySide === 'mediator') addHeld(m);
@@ -975,6 +976,14 @@
     names[frame.name] = Date.now() + 4000;
     renderTyping();
     setTimeout(renderTyping, 4100);
+  }
+
+  // Whoever's message has arrived is no longer typing it.
+  function stopTyping(m) {
+    var names = S.typing[m.channel];
+    if (!names || !m.sender || !(m.sender.name in names)) return;
+    delete names[m.sender.name];
+    renderTyping();
   }
 
   function renderTyping() {
