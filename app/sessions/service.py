@@ -364,16 +364,6 @@ def claimed_in_turn(row: Sequence[Any], count: int) -> list[tuple[Any, ...]]:
     return [(case_id, last_seq - count + n, *mutes) for n in range(1, count + 1)]
 
 
-def store(conn: Connection, draft: Draft) -> dict[str, Any]:
-    """Claim the seq and store a drafted message, on any connection; its record."""
-    claimed = conn.execute(
-        claim_statement(draft, conn.dialect.name), {"room_case_id": draft.case_id}
-    ).one_or_none()
-    values = draft_values(draft, claimed)
-    conn.execute(INSERT_MESSAGE, values)
-    return record_of(values)
-
-
 def text_values(claim: Claim, draft: TextDraft) -> dict[str, Any]:
     """The row of a text message under its claim; 403 when its sender is muted in the joint
     channel (the mutes come with the claim, so they are as of the room's latest message)."""
@@ -394,22 +384,6 @@ def text_values(claim: Claim, draft: TextDraft) -> dict[str, Any]:
         state="held" if draft.flagged else "delivered",
         flagged=list(draft.flagged),
     )
-
-
-async def say(
-    session: AsyncSession,
-    *,
-    case_id: str,
-    who: Member,
-    channel: str,
-    text: object,
-    client_msg_id: str,
-) -> dict[str, Any]:
-    """A text message, in the session's transaction."""
-    draft = draft_text(
-        case_id=case_id, who=who, channel=channel, text=text, client_msg_id=client_msg_id
-    )
-    return await (await session.connection()).run_sync(store, draft)
 
 
 def parse_terms(data: object) -> plans.PlanTerms:

@@ -20,7 +20,7 @@ from app.users.models import Role, User
 from tests.helpers import Actor, Backend, World, make_staff
 from tests.portals.util import Browser, accessibility_problems
 from tests.scheduling.helpers import accepted_case
-from tests.sessions.helpers import live_case, scheduled_case
+from tests.sessions.helpers import live_case, said, scheduled_case
 
 SCRIPT = '<script src="/static/js/room.js" defer></script>'
 _SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.I)
@@ -199,10 +199,8 @@ async def _a_whole_session(env: Backend, world: World, case_id: str) -> None:
             (bank, "caucus:bank", "本行底线是十二期", "k1"),
             (bank, "joint", "不还钱就让你坐牢", "k2"),
         ):
-            await service.say(
-                s, case_id=case_id, who=who, channel=channel, text=text, client_msg_id=cid
-            )
-        rude = await service.say(
+            await said(s, case_id=case_id, who=who, channel=channel, text=text, client_msg_id=cid)
+        rude = await said(
             s,
             case_id=case_id,
             who=borrower,

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.db import utcnow
@@ -194,3 +195,29 @@ async def committed_texts(env: Backend, case_id: str) -> list[tuple[str | None, 
             .order_by(Message.seq)
         )
         return [(r[0], r[1]) for r in rows.all()]
+
+
+async def said(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    who: service.Member,
+    channel: str,
+    text: str,
+    client_msg_id: str,
+) -> dict[str, Any]:
+    """A text message stored in the session's own transaction, past the room's writer (to set a
+    transcript up); its record."""
+    draft = service.draft_text(
+        case_id=case_id, who=who, channel=channel, text=text, client_msg_id=client_msg_id
+    )
+
+    def store(conn: Connection) -> dict[str, Any]:
+        claimed = conn.execute(
+            service.claim_statement(draft, conn.dialect.name), {"room_case_id": case_id}
+        ).one_or_none()
+        values = service.draft_values(draft, claimed)
+        conn.execute(service.INSERT_MESSAGE, values)
+        return service.record_of(values)
+
+    return await (await session.connection()).run_sync(store)
