@@ -139,6 +139,11 @@ INT64_MAX = 2**63 - 1
 # 6.7-7.0 ms with these.
 POOL_SIZE = 20
 MAX_OVERFLOW = 10
+# On SQLite every connection is a thread of aiosqlite's: burst connections, opened and closed again
+# by the dozen while a thousand people join their rooms, each left its thread's malloc arena
+# behind, about 4 MiB of resident memory per 1,000 joins (bench/README.md). A burst there waits
+# for one of the twenty, as its writes wait for the one writer anyway.
+SQLITE_MAX_OVERFLOW = 0
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -147,6 +152,8 @@ def make_engine(url: str) -> AsyncEngine:
         # An in-memory database is one connection's own: it has no pool to size.
         if make_url(url).database in (None, "", ":memory:") or "mode=memory" in url:
             sized = {}
+        else:
+            sized["max_overflow"] = SQLITE_MAX_OVERFLOW
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, hide_parameters=True, **sized
         )

@@ -1,12 +1,13 @@
 """The engine's connection pool: a burst of concurrent work is served by connections kept open."""
 
 import asyncio
+import threading
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
-from app.db import make_engine, make_sessionmaker
+from app.db import POOL_SIZE, make_engine, make_sessionmaker
 from tests.helpers import Backend
 
 
@@ -46,5 +47,40 @@ async def test_an_in_memory_sqlite_database_needs_no_pool_size(tmp_path: Path) -
     try:
         async with make_sessionmaker(engine)() as session:
             assert (await session.execute(text("SELECT 41 + 1"))).scalar() == 42
+    finally:
+        await engine.dispose()
+
+
+async def test_a_burst_past_the_pool_on_sqlite_waits_instead_of_opening_threads(
+    tmp_path: Path,
+) -> None:
+    """On SQLite each connection is an aiosqlite thread; a burst past the pool's twenty waits for
+    one of them instead of opening (and then closing) threads of its own, whose malloc arenas
+    stayed behind in the process's memory."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'burst.db'}")
+    maker = make_sessionmaker(engine)
+    peak = 0
+
+    def workers() -> int:
+        return sum("_connection_worker_thread" in t.name for t in threading.enumerate())
+
+    others = workers()  # (other engines' in this process, such as the tests' own)
+
+    async def read(n: int) -> int:
+        nonlocal peak
+        async with maker() as session:
+            value = (await session.execute(text("SELECT :n"), {"n": n})).scalar_one()
+            peak = max(peak, workers())
+            await asyncio.sleep(0.01)  # held a while, so the burst outgrows the pool
+            return int(value)
+
+    try:
+        width = POOL_SIZE + 15
+        done = await asyncio.wait_for(asyncio.gather(*(read(n) for n in range(width))), 30)
+        assert done == list(range(width))
+        assert peak - others == POOL_SIZE
+        pool = engine.sync_engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.checkedin() == POOL_SIZE
     finally:
         await engine.dispose()
