@@ -233,6 +233,9 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self._sent: dict[str, deque[float]] = defaultdict(deque)
         self._typed: dict[str, float] = {}
+        # A room's counter being read for its first connections here, shared by those that
+        # arrive while it is read (the three people of a room often join at the same moment).
+        self._opening: dict[str, asyncio.Future[int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._active_at = time.monotonic()
 
@@ -266,12 +269,29 @@ class Hub:
         self.touch()
         room = self.rooms.get(conn.case_id)
         if room is None:
-            async with self.sessionmaker() as session:
-                seen = await service.last_seq(session, case_id=conn.case_id)
+            seen = await self._counter_once(conn.case_id)
             room = self.rooms.setdefault(conn.case_id, Room(conn.case_id, seen))
         first = not any(c.member.user_id == conn.member.user_id for c in room.connections)
         room.connections.add(conn)
         return first
+
+    async def _counter_once(self, case_id: str) -> int:
+        """The room's last seq, read once for however many of its people join meanwhile."""
+        reading = self._opening.get(case_id)
+        if reading is None:
+            reading = self._opening[case_id] = asyncio.ensure_future(self._counter(case_id))
+            reading.add_done_callback(lambda done: self._opened(case_id, done))
+        # Shielded: one joiner going away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    def _opened(self, case_id: str, reading: "asyncio.Future[int]") -> None:
+        self._opening.pop(case_id, None)
+        if not reading.cancelled():
+            reading.exception()  # (marked seen: each joiner still waiting raises it itself)
+
+    async def _counter(self, case_id: str) -> int:
+        async with self.sessionmaker() as session:
+            return await service.last_seq(session, case_id=case_id)
 
     def leave(self, conn: Connection) -> bool:
         """Drop the connection; True when it was its member's last connection to this room here."""

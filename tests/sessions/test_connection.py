@@ -1,12 +1,20 @@
-"""A room connection sends at once when the peer keeps up, and in order behind a send that waits."""
+"""A room connection sends at once when the peer keeps up, and in order behind a send that waits;
+the hub opens a room once for the people who join it together."""
 
 import asyncio
 import json
 from typing import Any, cast
 
+import httpx
+import pytest
+from sqlalchemy import select
+
 from app.sessions import service
-from app.sessions.hub import CLOSE_TOO_SLOW, Connection
+from app.sessions.hub import CLOSE_TOO_SLOW, Connection, Hub
+from app.sessions.models import Room
 from app.sessions.rules import Side
+from tests.helpers import Backend, World
+from tests.sessions.helpers import live_case
 
 
 class Peer:
@@ -95,3 +103,47 @@ async def test_stopping_cancels_a_send_still_waiting() -> None:
     await conn.stop()
     assert flusher is not None and flusher.cancelled()
     assert peer.sent == [] and conn.closed
+
+
+async def test_a_rooms_first_joiners_read_its_counter_once(
+    client: httpx.AsyncClient, env: Backend, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three people of a room joining at the same moment share one read of its counter;
+    one of them going away meanwhile does not take the read from the other two."""
+    hub: Hub = env.app.state.hub
+    case_id = await live_case(client, env, world)
+    reads = 0
+    reading = asyncio.Event()
+    read = service.last_seq
+
+    async def slow_read(session: Any, *, case_id: str) -> int:
+        nonlocal reads
+        reads += 1
+        reading.set()
+        await asyncio.sleep(0.05)  # long enough for the others to arrive
+        return await read(session, case_id=case_id)
+
+    monkeypatch.setattr(service, "last_seq", slow_read)
+    people = [
+        Connection(cast(Any, Peer()), case_id, service.Member(user_id, side, name))
+        for user_id, side, name in (
+            (world.alice.user_id, Side.BORROWER, "张伟"),
+            (world.bank_demo.user_id, Side.BANK, "bank.demo"),
+            (world.mediator.user_id, Side.MEDIATOR, "mediator"),
+        )
+    ]
+    gone = asyncio.create_task(hub.join(people[0]))
+    await reading.wait()
+    joining = [asyncio.create_task(hub.join(conn)) for conn in people[1:]]
+    await asyncio.sleep(0)
+    gone.cancel()
+    try:
+        assert await asyncio.gather(*joining) == [True, True]
+        assert reads == 1
+        async with env.session() as s:
+            counter = await s.scalar(select(Room.last_seq).where(Room.case_id == case_id))
+        assert hub.rooms[case_id].seen_seq == counter == 1  # 'started'
+        assert hub._opening == {}
+    finally:
+        for conn in people[1:]:
+            hub.leave(conn)
