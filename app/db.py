@@ -146,6 +146,29 @@ MAX_OVERFLOW = 10
 SQLITE_MAX_OVERFLOW = 0
 
 
+def _rollback_only_when_begun(dialect: Dialect) -> None:
+    """Skip the rollback of an aiosqlite connection that has no transaction open.
+
+    A session that did not commit ends in two rollbacks (its own, then the pool's as the
+    connection goes back), and through aiosqlite each is a trip to the connection's thread.
+    After reads alone there is nothing to roll back: the driver begins a transaction only
+    before a write, and its own `rollback()` does nothing without one (it checks the same flag,
+    `in_transaction`). Most sessions only read (each room join has three, most requests one):
+    skipping the trips made 1,000 joins 5-10% faster (bench/README.md).
+    """
+    plain = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            begun = dbapi_connection.driver_connection.in_transaction  # aiosqlite's
+        except ValueError:  # closed already: there is nothing to roll back either
+            return
+        if begun:
+            plain(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
 def make_engine(url: str) -> AsyncEngine:
     sized: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
     if url.startswith("sqlite"):
@@ -158,6 +181,7 @@ def make_engine(url: str) -> AsyncEngine:
             url, connect_args={"timeout": 30}, hide_parameters=True, **sized
         )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        _rollback_only_when_begun(engine.sync_engine.dialect)
         return engine
     # hide_parameters: an error's text must not carry the row's values (names, phones) to logs.
     return create_async_engine(url, pool_pre_ping=True, hide_parameters=True, **sized)

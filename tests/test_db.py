@@ -4,6 +4,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import aiosqlite
+import pytest
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
@@ -82,5 +84,39 @@ async def test_a_burst_past_the_pool_on_sqlite_waits_instead_of_opening_threads(
         pool = engine.sync_engine.pool
         assert isinstance(pool, QueuePool)
         assert pool.checkedin() == POOL_SIZE
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_rolls_back_only_a_session_that_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that only read ends without a trip to aiosqlite's thread for a rollback; one
+    that wrote and did not commit is still rolled back, and its row is gone."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rollback.db'}")
+    maker = make_sessionmaker(engine)
+    rollbacks = 0
+    plain = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        nonlocal rollbacks
+        rollbacks += 1
+        await plain(self)
+
+    try:
+        async with maker() as session, session.begin():
+            await session.execute(text("CREATE TABLE notes (body TEXT)"))
+        monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+        async with maker() as session:
+            assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar() == 0
+        assert rollbacks == 0
+        async with maker() as session:
+            await session.execute(text("INSERT INTO notes VALUES ('never committed')"))
+        assert rollbacks == 1
+        async with maker() as session:
+            assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar() == 0
+            await session.execute(text("INSERT INTO notes VALUES ('kept')"))  # not locked out
+            await session.commit()
+            assert (await session.execute(text("SELECT body FROM notes"))).scalar() == "kept"
     finally:
         await engine.dispose()
