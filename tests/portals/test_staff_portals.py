@@ -694,3 +694,21 @@ async def test_debt_confirmation_needs_the_csrf_token(
     )
     assert r.status_code == 403
     assert (await load_case(env, case["id"])).debt_confirmed_at is None
+
+
+# --- the footer ----------------------------------------------------------------------------------
+
+
+async def test_the_footer_speaks_to_its_reader(
+    alice: httpx.AsyncClient, bank: httpx.AsyncClient, browser: Browser
+) -> None:
+    """A borrower (or anyone not signed in) is told they may withdraw; staff are told that the
+    borrower may."""
+    yours, theirs = "协议备案前您可随时撤回申请", "协议备案前借款人可随时撤回申请"
+    for page in (
+        (await alice.get("/borrower")).text,
+        (await (await browser()).get("/verify")).text,
+    ):
+        assert yours in page and theirs not in page
+    for page in ((await bank.get("/bank")).text, (await bank.get("/verify")).text):
+        assert theirs in page and yours not in page
