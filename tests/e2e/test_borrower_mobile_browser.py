@@ -184,6 +184,20 @@ async def test_a_borrower_applies_and_uploads_on_a_phone(
         )
         await fits(page, "09-home-filed")
 
+        # 6. The plan: every installment's status and what it still owes are on screen, not
+        # behind a sideways scroll of the schedule's own box.
+        await page.goto(base + f"/borrower/cases/{case_id}/plan")
+        boxes = await page.eval_on_selector_all(
+            ".table-scroll", "els => els.map(e => [e.scrollWidth, e.clientWidth])"
+        )
+        assert boxes and all(inner <= outer for inner, outer in boxes), boxes
+        for cell in ("#installments tbody .state .badge", "#installments tbody .owed"):
+            box = await page.locator(cell).first.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= PHONE["width"], (cell, box)
+        owed = page.locator("#installments tbody .owed").first
+        await expect(owed).to_have_attribute("data-label", "未还")  # shown before the amount
+        await fits(page, "10-plan")
+
     assert not [p for p in problems if "Content Security Policy" in p or "page error" in p], (
         problems
     )
