@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
@@ -37,6 +37,7 @@ from app.review.schemas import IdentityCheck, Review
 from app.scheduling import service as scheduling
 from app.scheduling.models import Appointment, Slot
 from app.scheduling.schemas import NoShow, SlotIn
+from app.sessions.models import Room
 from app.users.models import User
 
 router = APIRouter(prefix="/mediator", include_in_schema=False)
@@ -58,6 +59,15 @@ class TodaysSession:
     mediator_name: str
     # The room admits the case's mediator and the one booked for the session, not colleagues.
     mine: bool
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    case: CaseRead
+    started_at: datetime | None
+    # Booked for another mediator of the institution: the room is not this mediator's to enter.
+    mine: bool
+    mediator_name: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ async def _work_queue(session: AsyncSession, user: User) -> dict[str, Any]:
     signing = await _cases(session, user, Case.status == Status.SIGNING, oldest_first=True)
     needs_times_count = await _count(session, user, accepted, ~has_times)
     today = await _todays_sessions(session, user, now)
+    live = await _live_sessions(session, user)
     signatures = await _signed_sides(session, [c.id for c in signing])
     return {
         "new": [cases.to_read(c, user) for c in new],
@@ -98,6 +109,7 @@ async def _work_queue(session: AsyncSession, user: User) -> dict[str, Any]:
         "needs_times": [cases.to_read(c, user) for c in needs_times],
         "offered": [cases.to_read(c, user) for c in offered],
         "open_times": await _open_slot_counts(session, [c.id for c in offered], now),
+        "live": live,
         "today": today,
         "today_date": now.astimezone(SHANGHAI).date(),
         "signing": [
@@ -113,6 +125,7 @@ async def _work_queue(session: AsyncSession, user: User) -> dict[str, Any]:
             "waiting": by_status.get(Status.INFO_REQUESTED, 0),
             "needs_times": needs_times_count,
             "offered": by_status.get(Status.ACCEPTED, 0) - needs_times_count,
+            "live": by_status.get(Status.IN_SESSION, 0),
             "today": len(today),
             "signing": by_status.get(Status.SIGNING, 0),
         },
@@ -208,6 +221,38 @@ async def _todays_sessions(session: AsyncSession, user: User, now: datetime) -> 
             mine=user.id in (appointment.mediator_id, case.mediator_id),
         )
         for appointment, case in booked
+    ]
+
+
+async def _live_sessions(session: AsyncSession, user: User) -> list[LiveSession]:
+    """The institution's sessions in progress, longest running first, whatever day they were
+    booked for: a session that runs past its time, or past midnight, is still in progress."""
+    rows = (
+        await session.execute(
+            select(Case, Appointment.mediator_id, Room.started_at)
+            .outerjoin(
+                Appointment,
+                and_(Appointment.case_id == Case.id, Appointment.status == scheduling.ACTIVE),
+            )
+            .outerjoin(Room, Room.case_id == Case.id)
+            .where(cases.visible_to(user), Case.status == Status.IN_SESSION)
+            .order_by(Room.started_at, Case.id)
+            .limit(QUEUE_LIMIT)
+        )
+    ).all()
+    others = {booked for _, booked, _ in rows if booked is not None and booked != user.id}
+    names: dict[str, str] = {}
+    if others:
+        found = await session.execute(select(User.id, User.display_name).where(User.id.in_(others)))
+        names = {user_id: name for user_id, name in found.all()}
+    return [
+        LiveSession(
+            case=cases.to_read(case, user),
+            started_at=started_at,
+            mine=user.id in (booked, case.mediator_id),
+            mediator_name=names.get(booked or "", ""),
+        )
+        for case, booked, started_at in rows
     ]
 
 

@@ -12,7 +12,7 @@ Rules kept here:
 
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import locking
@@ -108,14 +108,15 @@ async def active_appointment(session: AsyncSession, *, case: Case) -> Appointmen
 async def upcoming_for_mediator(
     session: AsyncSession, *, mediator: User, now: datetime
 ) -> list[tuple[Appointment, Case]]:
-    """The mediator's booked sessions that have not ended, soonest first, with their cases."""
+    """The mediator's booked sessions that have not ended, soonest first, with their cases; a
+    session still running past its booked end is one of them."""
     rows = await session.execute(
         select(Appointment, Case)
         .join(Case, Case.id == Appointment.case_id)
         .where(
             Appointment.mediator_id == mediator.id,
             Appointment.status == ACTIVE,
-            Appointment.end > now,
+            or_(Appointment.end > now, Case.status == Status.IN_SESSION),
             Case.institution_id == mediator.institution_id,
         )
         .order_by(Appointment.start)

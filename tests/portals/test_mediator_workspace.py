@@ -30,6 +30,7 @@ from tests.helpers import (
 )
 from tests.portals.util import Browser, TotpClock, accessibility_problems, sign_in_staff
 from tests.scheduling.helpers import accepted_case, book, local, offer, span
+from tests.sessions.helpers import live_case, scheduled_case
 
 BOB_NAME = "李秀英"
 
@@ -240,6 +241,53 @@ async def test_todays_sessions_are_todays_in_beijing_time(
     assert "/room" not in seen
     assert "Another mediator&#39;s session" in seen
     assert f"<td>{world.mediator.username}</td>" in seen
+
+
+async def test_a_session_in_progress_is_on_top_whatever_day_it_was_booked_for(
+    mediator: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    browser: Browser,
+    env: Backend,
+    world: World,
+    clock: TotpClock,
+) -> None:
+    """Started yesterday evening and still running past its booked hour: not today's session,
+    and past its end, yet the mediator finds it first, on the queue and in their calendar."""
+    waiting = await scheduled_case(client, env, world, minutes_from_now=5, who=world.bob)
+    running = await live_case(client, env, world)
+    await move_appointment(env, running, at(shanghai_today() - timedelta(days=1), 20, 0))
+    await in_english(mediator)
+
+    page = (await mediator.get("/mediator")).text
+    assert count_in_heading(page, "live") == 1
+    live = section(page, "live")
+    assert f'href="/mediator/cases/{running}/room"' in live and "Enter the mediation room" in live
+    assert waiting not in live  # booked, not started
+    assert running not in section(page, "today")
+    assert page.index('id="live"') < page.index('id="new"')
+    assert 'href="#live"' in page
+    assert accessibility_problems(page) == []
+    assert heading_levels_skip(page) == []
+    assert running in (await mediator.get("/mediator/calendar")).text
+
+    # A colleague sees whose session it is, without the way in.
+    colleague_actor = await make_staff(env, Role.MEDIATOR, "mediator.colleague", institution="HJTJ")
+    colleague = await browser()
+    await sign_in_staff(colleague, colleague_actor, clock)
+    seen = section((await (await in_english(colleague)).get("/mediator")).text, "live")
+    assert f'/mediator/cases/{running}"' in seen and "/room" not in seen
+    assert f"<td>{world.mediator.username}</td>" in seen
+
+    # Ended: the section goes, and so does the calendar's entry (its booked time is past).
+    r = await client.post(
+        f"/api/v1/cases/{running}/session/end",
+        json={"outcome": "failed"},
+        headers=world.mediator.headers,
+    )
+    assert r.status_code == 200, r.text
+    page = (await mediator.get("/mediator")).text
+    assert 'id="live"' not in page and 'href="#live"' not in page
+    assert running not in (await mediator.get("/mediator/calendar")).text
 
 
 async def test_a_signing_case_says_whose_signature_is_missing(
