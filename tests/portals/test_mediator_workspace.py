@@ -103,6 +103,14 @@ async def booked_case(
     return case_id
 
 
+async def a_colleague(env: Backend, browser: Browser, clock: TotpClock) -> httpx.AsyncClient:
+    """Another mediator of the same institution, signed in, reading in English."""
+    actor = await make_staff(env, Role.MEDIATOR, "mediator.colleague", institution="HJTJ")
+    colleague = await browser()
+    await sign_in_staff(colleague, actor, clock)
+    return await in_english(colleague)
+
+
 def shanghai_today() -> date:
     return utcnow().astimezone(SHANGHAI).date()
 
@@ -233,10 +241,8 @@ async def test_todays_sessions_are_todays_in_beijing_time(
 
     # A colleague at the same institution sees the sessions, and whose they are, but no room link:
     # the room admits only the case's own mediator.
-    colleague_actor = await make_staff(env, Role.MEDIATOR, "mediator.colleague", institution="HJTJ")
-    colleague = await browser()
-    await sign_in_staff(colleague, colleague_actor, clock)
-    seen = section((await (await in_english(colleague)).get("/mediator")).text, "today")
+    colleague = await a_colleague(env, browser, clock)
+    seen = section((await colleague.get("/mediator")).text, "today")
     assert f'/mediator/cases/{early}"' in seen
     assert "/room" not in seen
     assert "Another mediator&#39;s session" in seen
@@ -271,10 +277,8 @@ async def test_a_session_in_progress_is_on_top_whatever_day_it_was_booked_for(
     assert running in (await mediator.get("/mediator/calendar")).text
 
     # A colleague sees whose session it is, without the way in.
-    colleague_actor = await make_staff(env, Role.MEDIATOR, "mediator.colleague", institution="HJTJ")
-    colleague = await browser()
-    await sign_in_staff(colleague, colleague_actor, clock)
-    seen = section((await (await in_english(colleague)).get("/mediator")).text, "live")
+    colleague = await a_colleague(env, browser, clock)
+    seen = section((await colleague.get("/mediator")).text, "live")
     assert f'/mediator/cases/{running}"' in seen and "/room" not in seen
     assert f"<td>{world.mediator.username}</td>" in seen
 
