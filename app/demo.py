@@ -3,6 +3,7 @@
 Idempotent: running it again changes nothing and prints the same logins.
 """
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import security
 from app.agreements import service as agreements
 from app.agreements.models import Signature
-from app.batch import importer
-from app.batch.rows import CleanRow
+from app.batch import importer, rows
+from app.batch.models import PortfolioImport
 from app.cases import documents
 from app.cases import service as cases
 from app.cases.models import Case
@@ -23,7 +24,7 @@ from app.cases.schemas import CaseCreate, DocumentKind
 from app.cases.states import Status, transition
 from app.config import Settings
 from app.db import utcnow
-from app.i18n import SHANGHAI
+from app.i18n import SHANGHAI, fen_to_yuan
 from app.orgs import service as orgs
 from app.repayment import ledger
 from app.review import service as review
@@ -187,6 +188,8 @@ async def load(session: AsyncSession, settings: Settings) -> list[StaffLogin]:
         secret = users.totp_secret_of(settings, user) or ""
         logins.append(StaffLogin(username, password, role, display, secret))
 
+    for code, _name in BANKS:
+        await _portfolio(session, settings, code)
     for b in BORROWERS:
         await _borrower(session, settings, b)
     await _sample_case(session, settings, BORROWERS[1])
@@ -206,34 +209,93 @@ async def _borrower(session: AsyncSession, settings: Settings, b: DemoBorrower) 
             is_active=True,
         )
         session.add(user)
-    bank = await orgs.get_bank_by_code(session, code=b.bank)
+        await session.flush()
+    return user
+
+
+LAST_PAYMENT = date(2026, 6, 15)
+
+
+def portfolio_file(bank: str) -> list[list[str]]:
+    """The bank's demo accounts as the CSV a bank would upload: a header, then a row each."""
+    header = [
+        "loan_reference",
+        "product",
+        "borrower_name",
+        "id_number",
+        "phone",
+        "principal",
+        "interest",
+        "fees",
+        "days_overdue",
+        "last_payment_date",
+    ]
+    return [header] + [
+        [
+            b.account_ref,
+            b.product,
+            b.name,
+            b.id_number,
+            b.phone,
+            fen_to_yuan(b.principal_fen),
+            fen_to_yuan(b.interest_fen),
+            fen_to_yuan(b.fees_fen),
+            str(b.days_overdue),
+            LAST_PAYMENT.isoformat(),
+        ]
+        for b in BORROWERS
+        if b.bank == bank
+    ]
+
+
+async def _portfolio(session: AsyncSession, settings: Settings, code: str) -> None:
+    """The bank's demo accounts, arrived as one portfolio import (`demo-accounts-CODE.csv`):
+    each row checked by the importer's own checks, then encrypted, hashed, tiered and banded by
+    its upsert, so the bank's import history and a campaign's "accounts of one import" have
+    something to show. A second run finds the file's digest among the bank's imports and stops."""
+    bank = await orgs.get_bank_by_code(session, code=code)
     assert bank is not None
-    # Through the portfolio import's upsert, as a bank's file would arrive: encrypted, hashed,
-    # tiered and banded; a second run finds the same digest and changes nothing.
+    table = portfolio_file(code)
+    text = "".join(",".join(cells) + "\r\n" for cells in table)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    done = await session.scalar(
+        select(PortfolioImport.id).where(
+            PortfolioImport.bank_id == bank.id, PortfolioImport.file_sha256 == digest
+        )
+    )
+    if done is not None:
+        return
+    columns = rows.layout(rows.column_positions(table[0]))
+    today = rows.beijing_today()
+    checked = [
+        rows.check_row(line, cells, columns, today=today)
+        for line, cells in enumerate(table[1:], start=2)
+    ]
+    clean = [row for row in checked if isinstance(row, rows.CleanRow)]
+    if len(clean) != len(checked):
+        raise ValueError(f"the demo's own rows are refused: {checked}")
+    record = await importer.begin(
+        session,
+        bank_id=bank.id,
+        created_by=None,
+        filename=f"demo-accounts-{code}.csv",
+        file_sha256=digest,
+    )
+    counts = importer.Counts(done=len(clean))
     await importer.upsert_accounts(
         session,
         security.FieldSealer(settings.secret_key),
         bank_id=bank.id,
-        rows=[
-            CleanRow(
-                line=0,
-                account_ref=b.account_ref,
-                product=b.product,
-                borrower_name=b.name,
-                id_number=b.id_number,
-                phone=b.phone,
-                principal_fen=b.principal_fen,
-                interest_fen=b.interest_fen,
-                fees_fen=b.fees_fen,
-                days_overdue=b.days_overdue,
-                last_payment_date=date(2026, 6, 15),
-            )
-        ],
-        import_id=None,
-        counts=importer.Counts(),
+        rows=clean,
+        import_id=record.id,
+        counts=counts,
     )
+    for name, value in counts.as_dict().items():
+        setattr(record, name, value)
+    record.rows_total = len(clean)
+    record.status = "done"
+    record.finished_at = utcnow()
     await session.flush()
-    return user
 
 
 async def _sample_case(session: AsyncSession, settings: Settings, b: DemoBorrower) -> None:

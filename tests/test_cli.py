@@ -422,6 +422,18 @@ async def test_demo_is_complete_and_idempotent(demo_target: tuple[str, Hejie, st
     }
     accounts = await _rows(url, "SELECT borrower_name, days_overdue FROM loan_accounts")
     assert len({name for name, _ in accounts}) == 4
+    # The accounts came as each bank's portfolio import, finished, every account stamped with
+    # its bank's import (what a campaign's "accounts of one import" selects).
+    imports = await _rows(
+        url,
+        "SELECT b.code, i.filename, i.status, i.rows_total, i.rows_done, i.rows_created, "
+        "i.rows_failed, (SELECT count(*) FROM loan_accounts a WHERE a.import_id = i.id) "
+        "FROM portfolio_imports i JOIN banks b ON b.id = i.bank_id",
+    )
+    assert sorted(imports) == [
+        ("DEMO", "demo-accounts-DEMO.csv", "done", 3, 3, 3, 0, 3),
+        ("EAST", "demo-accounts-EAST.csv", "done", 1, 1, 1, 0, 1),
+    ]
     assert sorted(overdue_tier(days) for _, days in accounts) == ["M1", "M2", "M2", "M3"]
     # One application waits for review; one case's session is running, to try the live room;
     # one agreement is filed, its first installment paid.
