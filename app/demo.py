@@ -218,18 +218,8 @@ LAST_PAYMENT = date(2026, 6, 15)
 
 def portfolio_file(bank: str) -> list[list[str]]:
     """The bank's demo accounts as the CSV a bank would upload: a header, then a row each."""
-    header = [
-        "loan_reference",
-        "product",
-        "borrower_name",
-        "id_number",
-        "phone",
-        "principal",
-        "interest",
-        "fees",
-        "days_overdue",
-        "last_payment_date",
-    ]
+    # Each field under the first of the headers the importer accepts for it (`loan_reference`, …).
+    header = [aliases[0] for aliases in rows.COLUMNS.values()]
     return [header] + [
         [
             b.account_ref,
