@@ -65,7 +65,8 @@ class TodaysSession:
 class LiveSession:
     case: CaseRead
     started_at: datetime | None
-    # Booked for another mediator of the institution: the room is not this mediator's to enter.
+    # False when booked for another mediator of the institution: the room admits only the case's
+    # own mediator and the one booked for the session.
     mine: bool
     mediator_name: str
 
