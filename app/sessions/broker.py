@@ -18,6 +18,8 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 CHANNEL_PREFIX = "hejie:room:"
 # Longer than this, a wake-up is no better than the rooms' periodic re-read: give up on it.
 PUBLISH_TIMEOUT = 1.0
+# How long start() waits for Redis (the subscription, then the connection wake-ups go out on).
+START_TIMEOUT = 5.0
 
 
 class Broker(Protocol):
@@ -60,7 +62,14 @@ class RedisBroker:
         self._task = asyncio.create_task(self._listen(handler, on_reconnect, ready))
         # Subscribed before the first connection is served, or its first wake-ups could be lost.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=5)
+            await asyncio.wait_for(ready.wait(), timeout=START_TIMEOUT)
+        # The connection wake-ups are published on, made now: on a busy machine connecting can
+        # take longer than a wake-up may wait (PUBLISH_TIMEOUT), and the first one was dropped.
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await self._redis.ping()
+        except Exception:
+            log.warning("redis did not answer; wake-ups will be tried as they come", exc_info=True)
         self._serving = True
 
     async def _listen(

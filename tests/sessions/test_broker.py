@@ -103,18 +103,38 @@ async def test_an_event_reaches_the_other_instance_and_not_its_own(
 async def test_malformed_events_and_failing_handlers_do_not_end_the_subscription(
     pair: tuple[Listener, Listener], redis_server: RedisServer
 ) -> None:
-    one, two = pair
+    _one, two = pair
+    two.fail_next = True
+    # Published straight to Redis, each awaited: what is tested is the listening side (a
+    # broker's own publish gives up on a wake-up that Redis is slow to take).
     raw = redis.from_url(redis_server.url)
     try:
-        await raw.publish(CHANNEL_PREFIX + "case-a", b"not json")
-        await raw.publish(CHANNEL_PREFIX + "case-a", json.dumps([1, 2]))
+        channel = CHANNEL_PREFIX + "case-a"
+        assert await raw.publish(channel, b"not json") == 2
+        assert await raw.publish(channel, json.dumps([1, 2])) == 2
+        for seq in (1, 2):
+            event = {"t": "wake", "seq": seq, "origin": "instance-one"}
+            assert await raw.publish(channel, json.dumps(event)) == 2
     finally:
         await raw.aclose()
-    two.fail_next = True
-    await one.broker.publish("case-a", {"t": "wake", "seq": 1})
-    await one.broker.publish("case-a", {"t": "wake", "seq": 2})
     await two.wait_for("both wake-ups", lambda: len(two.received) == 2)
     assert [event["seq"] for _, event in two.received] == [1, 2]
+
+
+async def test_a_started_broker_already_holds_the_connection_it_publishes_on(
+    redis_server: RedisServer,
+) -> None:
+    """Connecting can take longer than a wake-up may wait: the first must not have to."""
+    raw = redis.from_url(redis_server.url)
+    listener = Listener(redis_server.url, "instance-one")
+    try:
+        before = len(await raw.client_list())
+        await listener.start()
+        # Its subscription and its publishing connection, both open before any wake-up.
+        assert len(await raw.client_list()) == before + 2
+    finally:
+        await listener.broker.stop()
+        await raw.aclose()
 
 
 async def test_after_a_redis_restart_the_listener_resubscribes_and_asks_for_a_resync(
