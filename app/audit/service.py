@@ -26,7 +26,6 @@ the files); and the live session room, where the borrower is present and sees wh
 """
 
 import json
-from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +41,7 @@ from app.cases.models import Case
 from app.errors import Forbidden, Invalid, NotFound
 from app.orgs import service as orgs
 from app.orgs.models import Bank, Institution
+from app.users import service as users
 from app.users.models import STAFF_ROLES, Role, User
 
 
@@ -215,9 +215,9 @@ async def institution_events(
     rows = list(await session.scalars(query))
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
     rows = rows[:limit]
-    people = await _display_names(
+    people = await users.display_names(
         session,
-        [r.actor_id for r in rows] + [r.subject_id for r in rows if r.subject_type == "user"],
+        ids=[r.actor_id for r in rows] + [r.subject_id for r in rows if r.subject_type == "user"],
     )
     case_ids_shown = [r.subject_id for r in rows if r.subject_type == "case" and r.subject_id]
     numbers = await _case_numbers(session, institution_id=institution_id, case_ids=case_ids_shown)
@@ -239,14 +239,6 @@ async def institution_events(
         for r in rows
     ]
     return items, next_cursor
-
-
-async def _display_names(session: AsyncSession, ids: Iterable[str | None]) -> dict[str, str]:
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(User.id, User.display_name).where(User.id.in_(wanted)))
-    return {user_id: name for user_id, name in rows.all()}
 
 
 async def _case_numbers(

@@ -38,6 +38,7 @@ from app.scheduling import service as scheduling
 from app.scheduling.models import Appointment, Slot
 from app.scheduling.schemas import NoShow, SlotIn
 from app.sessions.models import Room
+from app.users import service as users
 from app.users.models import User
 
 router = APIRouter(prefix="/mediator", include_in_schema=False)
@@ -190,6 +191,12 @@ async def _resubmitted(session: AsyncSession, case_ids: list[str]) -> set[str]:
     return set(rows)
 
 
+def _may_enter(user: User, case: Case, booked: str | None) -> bool:
+    """The room admits the case's own mediator and the one booked for the session, not their
+    colleagues (`sessions.service.side_of`)."""
+    return user.id in (case.mediator_id, booked)
+
+
 async def _todays_sessions(session: AsyncSession, user: User, now: datetime) -> list[TodaysSession]:
     """Booked sessions of the institution's cases that start today in Beijing time."""
     day = now.astimezone(SHANGHAI).date()
@@ -207,19 +214,13 @@ async def _todays_sessions(session: AsyncSession, user: User, now: datetime) -> 
             .order_by(Appointment.start, Appointment.id)
         )
     ).all()
-    mediator_ids = {a.mediator_id for a, _ in booked}
-    names: dict[str, str] = {}
-    if mediator_ids:
-        found = await session.execute(
-            select(User.id, User.display_name).where(User.id.in_(mediator_ids))
-        )
-        names = {user_id: name for user_id, name in found.all()}
+    names = await users.display_names(session, ids=[a.mediator_id for a, _ in booked])
     return [
         TodaysSession(
             appointment=appointment,
             case=cases.to_read(case, user),
             mediator_name=names.get(appointment.mediator_id, ""),
-            mine=user.id in (appointment.mediator_id, case.mediator_id),
+            mine=_may_enter(user, case, appointment.mediator_id),
         )
         for appointment, case in booked
     ]
@@ -241,16 +242,12 @@ async def _live_sessions(session: AsyncSession, user: User) -> list[LiveSession]
             .limit(QUEUE_LIMIT)
         )
     ).all()
-    others = {booked for _, booked, _ in rows if booked is not None and booked != user.id}
-    names: dict[str, str] = {}
-    if others:
-        found = await session.execute(select(User.id, User.display_name).where(User.id.in_(others)))
-        names = {user_id: name for user_id, name in found.all()}
+    names = await users.display_names(session, ids=[booked for _, booked, _ in rows])
     return [
         LiveSession(
             case=cases.to_read(case, user),
             started_at=started_at,
-            mine=user.id in (booked, case.mediator_id),
+            mine=_may_enter(user, case, booked),
             mediator_name=names.get(booked or "", ""),
         )
         for case, booked, started_at in rows

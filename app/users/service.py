@@ -1,6 +1,7 @@
 """Accounts and sign-in: borrowers by SMS code, staff by password + TOTP, logout by revocation."""
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, func, or_, select, update
@@ -447,6 +448,15 @@ async def create_staff(
     session.add(user)
     await session.flush()
     return user, secret
+
+
+async def display_names(session: AsyncSession, *, ids: Iterable[str | None]) -> dict[str, str]:
+    """Each of these users' display name, by id, in one read (unknown and empty ids left out)."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(User.id, User.display_name).where(User.id.in_(wanted)))
+    return {user_id: name for user_id, name in rows.all()}
 
 
 async def get_by_username(session: AsyncSession, *, username: str) -> User | None:
